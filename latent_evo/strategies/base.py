@@ -1,0 +1,329 @@
+"""Shared ask/tell bookkeeping for every strategy (in the spirit of evosax's ``Strategy``).
+
+A strategy searches a ``d``-dimensional space with populations of ``P`` candidates:
+
+    strat = get_strategy("snes", dim=128, popsize=64)
+    for _ in range(100):
+        x = strat.ask()          # (P, d) on strat.device
+        strat.tell(f(x))         # (P,) fitness, **minimised**
+
+The base class does everything that is not the algorithm itself, once: seeding, lazy default
+initialisation, shape checks with clear errors, replacing NaN/inf fitness by "worst",
+best-so-far tracking, the generation counter, re-centring, and a ``state_dict`` made only of
+tensors (safetensors-compatible) that resumes a run bit-identically, RNG state included.
+Subclasses write ``_init_state``, ``_ask`` and ``_tell`` (plus ``_get_mean``/``_set_mean``)
+and list their tensors in ``state_names``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["Strategy", "centered_ranks", "z_score", "adam_update", "sanitize_fitness", "antithetic_noise"]
+
+
+# --------------------------------------------------------------------------- fitness shaping
+def sanitize_fitness(f: Tensor) -> Tensor:
+    """Replace NaN and ±inf by +inf so that they rank as the worst (fitness is minimised)."""
+    return torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
+
+
+def centered_ranks(f: Tensor) -> Tensor:
+    """Ranks mapped linearly to [-0.5, 0.5]; the lowest (best) fitness gets -0.5.
+
+    Ties (e.g. several +inf) are broken by index, which keeps the result deterministic.
+    Rank shaping makes ES updates invariant to monotone transforms of fitness (Salimans 2017).
+    """
+    n = f.shape[0]
+    ranks = torch.empty_like(f)
+    ranks[torch.argsort(f, stable=True)] = torch.arange(n, device=f.device, dtype=f.dtype)
+    return ranks / max(n - 1, 1) - 0.5
+
+
+def z_score(f: Tensor, eps: float = 1e-8) -> Tensor:
+    """Standardise fitness to zero mean, unit std. Non-finite values are set to the worst
+    finite value first (or 0 if none is finite) so one NaN does not poison the whole batch."""
+    finite = torch.isfinite(f)
+    worst = f[finite].max() if bool(finite.any()) else f.new_tensor(0.0)
+    g = torch.where(finite, f, worst)
+    return (g - g.mean()) / (g.std(unbiased=False) + eps)
+
+
+def adam_update(
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    t: Tensor,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+) -> Tensor:
+    """One Adam step; updates ``m``, ``v`` and the step counter ``t`` in place and returns the
+    step to *subtract* from the parameters. Kept as tensors so optimiser state checkpoints."""
+    t.add_(1)
+    m.mul_(beta1).add_(grad, alpha=1 - beta1)
+    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    step = int(t.item())
+    mhat = m / (1 - beta1**step)
+    vhat = v / (1 - beta2**step)
+    return lr * mhat / (vhat.sqrt() + eps)
+
+
+def antithetic_noise(strat: Strategy, n: int) -> Tensor:
+    """``n`` standard-normal rows as mirrored pairs ``[ε; -ε]`` (mirrored sampling halves the
+    variance of ES gradient estimates); an odd ``n`` gets one extra unmirrored row at the end."""
+    half = strat.randn(n // 2, strat.dim)
+    parts = [half, -half]
+    if n % 2:
+        parts.append(strat.randn(1, strat.dim))
+    return torch.cat(parts)
+
+
+# --------------------------------------------------------------------------- base class
+class Strategy:
+    """Base class of all ask/tell strategies. Fitness is **minimised**.
+
+    Args:
+        dim: dimension ``d`` of the search space.
+        popsize: number ``P`` of candidates per ``ask()``.
+        device: where the population and all state live (``"cpu"``, ``"cuda"``...).
+        dtype: dtype of the candidates (float32 by default).
+        seed: seed of the strategy's own ``torch.Generator`` (or pass a generator to ``init``).
+        **hparams: algorithm hyper-parameters; the valid names and defaults are the keys of
+            the class attribute ``default_hparams``. Unknown names raise ``ValueError``.
+    """
+
+    name: ClassVar[str] = "base"
+    #: tensors owned by the subclass; all go into ``state_dict`` (``None`` entries are skipped)
+    state_names: ClassVar[tuple[str, ...]] = ()
+    default_hparams: ClassVar[dict[str, Any]] = {}
+    #: smallest population the algorithm can work with
+    min_popsize: ClassVar[int] = 2
+
+    def __init__(
+        self,
+        dim: int,
+        popsize: int,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+        **hparams: Any,
+    ) -> None:
+        if int(dim) < 1:
+            raise ValueError(f"{self.name}: dim must be >= 1, got {dim}")
+        if int(popsize) < self.min_popsize:
+            raise ValueError(f"{self.name}: popsize must be >= {self.min_popsize}, got {popsize}")
+        unknown = sorted(set(hparams) - set(self.default_hparams))
+        if unknown:
+            valid = ", ".join(sorted(self.default_hparams)) or "(none)"
+            raise ValueError(
+                f"{self.name}: unknown hyper-parameter(s) {unknown}; valid ones are: {valid}"
+            )
+        self.dim = int(dim)
+        self.popsize = int(popsize)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.hp: dict[str, Any] = {**self.default_hparams, **hparams}
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed))
+        self._generation = torch.zeros((), dtype=torch.int64)
+        self.best_x: Tensor | None = None
+        self.best_fitness = torch.tensor(math.inf, device=self.device, dtype=self.dtype)
+        self._pending: Tensor | None = None
+        self._initialized = False
+        for k in self.state_names:
+            setattr(self, k, None)
+        self._check_hparams()
+
+    # ---------------------------------------------------------------- hooks for subclasses
+    def _check_hparams(self) -> None:
+        """Validate ``self.hp`` (raise ``ValueError`` naming the option at fault)."""
+
+    def _init_state(self, mean: Tensor | None, population: Tensor | None) -> None:
+        raise NotImplementedError
+
+    def _ask(self) -> Tensor:
+        raise NotImplementedError
+
+    def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
+        raise NotImplementedError
+
+    def _get_mean(self) -> Tensor:
+        raise NotImplementedError
+
+    def _set_mean(self, mean: Tensor) -> None:
+        raise NotImplementedError
+
+    def _set_population(self, population: Tensor) -> None:
+        """Mid-run re-initialisation from a population; ES default: re-centre on its mean."""
+        self._set_mean(population.mean(0))
+
+    # ---------------------------------------------------------------- helpers
+    def randn(self, *shape: int) -> Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.device, dtype=self.dtype)
+
+    def rand(self, *shape: int) -> Tensor:
+        return torch.rand(shape, generator=self.generator, device=self.device, dtype=self.dtype)
+
+    def _as_vector(self, x: Tensor | float, what: str) -> Tensor:
+        x = torch.as_tensor(x, device=self.device, dtype=self.dtype)
+        if x.ndim == 0:
+            x = x.expand(self.dim)
+        if x.shape != (self.dim,):
+            raise ValueError(f"{self.name}: {what} must have shape ({self.dim},), got {tuple(x.shape)}")
+        return x.clone()
+
+    def _as_population(self, pop: Tensor) -> Tensor:
+        pop = torch.as_tensor(pop, device=self.device, dtype=self.dtype)
+        if pop.ndim != 2 or pop.shape[1] != self.dim:
+            raise ValueError(
+                f"{self.name}: population must have shape (P, {self.dim}), got {tuple(pop.shape)}"
+            )
+        return pop.clone()
+
+    # ---------------------------------------------------------------- public API
+    def init(
+        self,
+        mean: Tensor | float | None = None,
+        population: Tensor | None = None,
+        generator: torch.Generator | int | None = None,
+    ) -> Strategy:
+        """Start from ``mean`` (ES centre) or ``population`` (GA). Without either, ES start at
+        a zeros mean and GAs at ``N(0, I) * init_scale``. Called again mid-run, it only
+        re-centres (mean or population) and keeps every other piece of state."""
+        if mean is not None and population is not None:
+            raise ValueError(f"{self.name}.init: give mean or population, not both")
+        if isinstance(generator, torch.Generator):
+            if generator.device != self.device:
+                raise ValueError(
+                    f"{self.name}.init: generator is on {generator.device}, strategy on {self.device}"
+                )
+            self.generator = generator
+        elif generator is not None:
+            self.generator.manual_seed(int(generator))
+        m = None if mean is None else self._as_vector(mean, "mean")
+        p = None if population is None else self._as_population(population)
+        if not self._initialized:
+            self._init_state(m, p)
+            self._initialized = True
+        elif m is not None:
+            self._set_mean(m)
+        elif p is not None:
+            self._set_population(p)
+        self._pending = None
+        return self
+
+    def ask(self) -> Tensor:
+        """Return the next population, shape ``(P, d)`` (``P`` may grow, e.g. IPOP-CMA-ES)."""
+        if not self._initialized:
+            self.init()
+        x = self._ask()
+        self._pending = x
+        return x
+
+    def tell(self, fitness: Tensor, descriptors: Tensor | None = None) -> None:
+        """Report the fitness (to be minimised) of the population ``ask`` returned.
+
+        NaN/±inf count as the worst possible fitness. ``descriptors`` (``(P, b)`` behaviour
+        descriptors) are used by novelty search and MAP-Elites and ignored by the others.
+        """
+        if self._pending is None:
+            raise RuntimeError(f"{self.name}.tell() called without a pending ask()")
+        x = self._pending
+        n = x.shape[0]
+        f = torch.as_tensor(fitness).to(device=self.device, dtype=self.dtype)
+        if f.shape != (n,):
+            raise ValueError(
+                f"{self.name}.tell: expected fitness of shape ({n},) for the population ask() "
+                f"returned, got {tuple(f.shape)}"
+            )
+        if descriptors is not None:
+            descriptors = torch.as_tensor(descriptors).to(device=self.device, dtype=self.dtype)
+            if descriptors.ndim == 1:
+                descriptors = descriptors[:, None]
+            if descriptors.ndim != 2 or descriptors.shape[0] != n:
+                raise ValueError(
+                    f"{self.name}.tell: expected descriptors of shape ({n}, b), "
+                    f"got {tuple(descriptors.shape)}"
+                )
+        f = sanitize_fitness(f)
+        i = int(torch.argmin(f))
+        # a strict "<" keeps the first best and ignores all-inf generations
+        if bool(f[i] < self.best_fitness):
+            self.best_fitness = f[i].clone()
+            self.best_x = x[i].clone()
+        self._tell(x, f, descriptors)
+        self._generation += 1
+        self._pending = None
+
+    @property
+    def generation(self) -> int:
+        return int(self._generation)
+
+    @property
+    def mean(self) -> Tensor:
+        """The current search centre (ES) or best individual (GA)."""
+        if not self._initialized:
+            self.init()
+        return self._get_mean()
+
+    def set_mean(self, mean: Tensor) -> None:
+        """Re-centre the search (e.g. after re-encoding), keeping all other state."""
+        self.init(mean=mean)
+
+    def reset_best(self) -> None:
+        """Forget best-so-far (e.g. when the space's meaning changed after a fine-tune)."""
+        self.best_x = None
+        self.best_fitness = torch.tensor(math.inf, device=self.device, dtype=self.dtype)
+
+    # ---------------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict[str, Tensor]:
+        """All state as a flat dict of tensors (clones): safetensors-compatible."""
+        sd: dict[str, Tensor] = {
+            "generation": self._generation.clone(),
+            "initialized": torch.tensor(self._initialized),
+            "best_fitness": self.best_fitness.clone(),
+            "rng_state": self.generator.get_state().clone(),
+        }
+        if self.best_x is not None:
+            sd["best_x"] = self.best_x.clone()
+        if self._pending is not None:
+            sd["pending"] = self._pending.clone()
+        for k in self.state_names:
+            v = getattr(self, k, None)
+            if v is not None:
+                sd["state." + k] = v.clone()
+        return sd
+
+    def load_state_dict(self, sd: dict[str, Tensor]) -> None:
+        """Restore ``state_dict()``; the next ``ask`` is bit-identical to the saved run's."""
+        missing = {"generation", "initialized", "best_fitness", "rng_state"} - set(sd)
+        if missing:
+            raise ValueError(f"{self.name}.load_state_dict: missing keys {sorted(missing)}")
+        unknown = {k[6:] for k in sd if k.startswith("state.")} - set(self.state_names)
+        if unknown:
+            raise ValueError(
+                f"{self.name}.load_state_dict: unexpected state {sorted(unknown)} "
+                f"(was it saved by another strategy?)"
+            )
+        self._generation = sd["generation"].clone().cpu()
+        self._initialized = bool(sd["initialized"])
+        self.best_fitness = sd["best_fitness"].to(self.device).clone()
+        self.best_x = sd["best_x"].to(self.device).clone() if "best_x" in sd else None
+        self._pending = sd["pending"].to(self.device).clone() if "pending" in sd else None
+        self.generator.set_state(sd["rng_state"].cpu())
+        for k in self.state_names:
+            v = sd.get("state." + k)
+            setattr(self, k, None if v is None else v.to(self.device).clone())
+        self._after_load()
+
+    def _after_load(self) -> None:
+        """Hook to rebuild derived caches after ``load_state_dict``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, device={self.device})"
