@@ -49,7 +49,9 @@ class CNN1d(nn.Module):
         for _ in self.channels:
             out_len //= 2  # each block max-pools by 2 (floor, like F.max_pool1d)
         if out_len < 1:
-            raise ValueError(f"length {length} is too short for {len(self.channels)} pooling blocks")
+            raise ValueError(
+                f"length {length} is too short for {len(self.channels)} pooling blocks"
+            )
         self.out_len = out_len
         self.head = nn.Linear(sizes[-1] * out_len, num_classes)
 
@@ -105,7 +107,9 @@ class CNN2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"CNN2d expects (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"CNN2d expects (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
+            )
         for conv in self.convs:
             x = F.max_pool2d(F.relu(conv(x)), 2)
         x = x.permute(0, 2, 3, 1).flatten(1)  # (B, C, H', W') -> (B, H' * W' * C), channel-last

@@ -71,7 +71,9 @@ class CharLSTM(nn.Module):
     attribute names loads with `load_state_dict`.
     """
 
-    def __init__(self, vocab_size: int = 96, embed_dim: int = 32, hidden_size: int = 64, num_layers: int = 1):
+    def __init__(
+        self, vocab_size: int = 96, embed_dim: int = 32, hidden_size: int = 64, num_layers: int = 1
+    ):
         super().__init__()
         self.vocab_size, self.embed_dim = vocab_size, embed_dim
         self.hidden_size, self.num_layers = hidden_size, num_layers
@@ -81,7 +83,9 @@ class CharLSTM(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32):
-            raise ValueError(f"CharLSTM expects token ids (B, T) long, got {tuple(idx.shape)} {idx.dtype}")
+            raise ValueError(
+                f"CharLSTM expects token ids (B, T) long, got {tuple(idx.shape)} {idx.dtype}"
+            )
         x = self.embed(idx)  # (B, T, E)
         x, _ = self.lstm(x)  # (B, T, H)
         return self.head(x)  # (B, T, V)

@@ -48,7 +48,9 @@ class MLP(nn.Module):
         self.activation = activation
         self.act = get_activation(activation)
         sizes = (in_features, *self.hidden, out_features)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)  # (B, F)

@@ -52,11 +52,20 @@ class CifarResNet(nn.Module):
     See the module docstring for BatchNorm under `vmap` (use eval mode).
     """
 
-    def __init__(self, depth: int = 8, in_channels: int = 3, num_classes: int = 10, width: int = 16):
+    def __init__(
+        self, depth: int = 8, in_channels: int = 3, num_classes: int = 10, width: int = 16
+    ):
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"CifarResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...), got {depth}")
-        self.depth, self.in_channels, self.num_classes, self.width = depth, in_channels, num_classes, width
+            raise ValueError(
+                f"CifarResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...), got {depth}"
+            )
+        self.depth, self.in_channels, self.num_classes, self.width = (
+            depth,
+            in_channels,
+            num_classes,
+            width,
+        )
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -74,7 +83,9 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"CifarResNet expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"CifarResNet expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         x = x.mean(dim=(2, 3))  # global average pool: (B, C, H, W) -> (B, C)
@@ -93,7 +104,9 @@ class CifarResNet(nn.Module):
         for s in (1, 2, 3):
             for b, block in enumerate(getattr(self, f"layer{s}")):
                 p = f"layer{s}.{b}"
-                groups.append([(f"{p}.conv1.weight", 0), *_bn(f"{p}.bn1"), (f"{p}.conv2.weight", 1)])
+                groups.append(
+                    [(f"{p}.conv1.weight", 0), *_bn(f"{p}.bn1"), (f"{p}.conv2.weight", 1)]
+                )
                 stream.append((f"{p}.conv1.weight", 1))
                 if len(block.shortcut) > 0:  # a projection starts a new residual stream
                     stream.append((f"{p}.shortcut.0.weight", 1))
