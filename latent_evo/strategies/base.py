@@ -23,7 +23,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["Strategy", "centered_ranks", "z_score", "adam_update", "sanitize_fitness", "antithetic_noise"]
+__all__ = [
+    "Strategy",
+    "centered_ranks",
+    "z_score",
+    "adam_update",
+    "sanitize_fitness",
+    "antithetic_noise",
+]
 
 
 # --------------------------------------------------------------------------- fitness shaping
@@ -129,6 +136,7 @@ class Strategy:
         self.device = torch.device(device)
         self.dtype = dtype
         self.hp: dict[str, Any] = {**self.default_hparams, **hparams}
+        self._user_hparams = frozenset(hparams)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
         self._generation = torch.zeros((), dtype=torch.int64)
@@ -175,7 +183,9 @@ class Strategy:
         if x.ndim == 0:
             x = x.expand(self.dim)
         if x.shape != (self.dim,):
-            raise ValueError(f"{self.name}: {what} must have shape ({self.dim},), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.name}: {what} must have shape ({self.dim},), got {tuple(x.shape)}"
+            )
         return x.clone()
 
     def _as_population(self, pop: Tensor) -> Tensor:
@@ -326,4 +336,6 @@ class Strategy:
         """Hook to rebuild derived caches after ``load_state_dict``."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, device={self.device})"
+        return (
+            f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, device={self.device})"
+        )

@@ -70,7 +70,9 @@ class GA(Strategy):
             ("replacement", REPLACEMENTS),
         ):
             if hp[key] not in valid:
-                raise ValueError(f"ga: unknown {key} {hp[key]!r}; valid ones are: {', '.join(valid)}")
+                raise ValueError(
+                    f"ga: unknown {key} {hp[key]!r}; valid ones are: {', '.join(valid)}"
+                )
         if hp["crossover"] == "segment":
             if hp["segments"] is None:
                 raise ValueError("ga: crossover='segment' needs segments=[numel of each tensor]")
@@ -106,7 +108,9 @@ class GA(Strategy):
 
     def _set_population(self, population: Tensor) -> None:
         if population.shape[0] != self.popsize:
-            raise ValueError(f"ga: population has {population.shape[0]} rows, popsize is {self.popsize}")
+            raise ValueError(
+                f"ga: population has {population.shape[0]} rows, popsize is {self.popsize}"
+            )
         # fitness is kept: a re-encoded population stands for the same phenotypes
         self.population = population
 

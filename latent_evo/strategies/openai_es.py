@@ -47,7 +47,9 @@ class OpenAIES(Strategy):
 
     def _check_hparams(self) -> None:
         if self.hp["optimizer"] not in ("adam", "sgd"):
-            raise ValueError(f"openai_es: optimizer must be 'adam' or 'sgd', got {self.hp['optimizer']!r}")
+            raise ValueError(
+                f"openai_es: optimizer must be 'adam' or 'sgd', got {self.hp['optimizer']!r}"
+            )
         if self.hp["fitness_shaping"] not in SHAPINGS:
             raise ValueError(f"openai_es: fitness_shaping must be one of {SHAPINGS}")
 
@@ -56,7 +58,9 @@ class OpenAIES(Strategy):
             mean = population.mean(0)
         z = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
         self.theta = z.clone() if mean is None else mean
-        self.sigma = torch.tensor(float(self.hp["sigma_init"]), device=self.device, dtype=self.dtype)
+        self.sigma = torch.tensor(
+            float(self.hp["sigma_init"]), device=self.device, dtype=self.dtype
+        )
         self.adam_m, self.adam_v = z.clone(), z.clone()
         self.adam_t = torch.zeros((), dtype=torch.int64)
 

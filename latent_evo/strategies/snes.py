@@ -40,7 +40,9 @@ class SNES(Strategy):
     def _init_state(self, mean: Tensor | None, population: Tensor | None) -> None:
         if population is not None:
             mean = population.mean(0)
-        self.mu = torch.zeros(self.dim, device=self.device, dtype=self.dtype) if mean is None else mean
+        self.mu = (
+            torch.zeros(self.dim, device=self.device, dtype=self.dtype) if mean is None else mean
+        )
         self.sigma = torch.full(
             (self.dim,), float(self.hp["sigma_init"]), device=self.device, dtype=self.dtype
         )
