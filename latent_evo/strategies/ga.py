@@ -91,7 +91,10 @@ class GA(Strategy):
             self.population = population
         else:
             centre = mean if mean is not None else torch.zeros(self.dim, device=self.device)
-            self.population = centre + self.hp["init_scale"] * self.randn(self.popsize, self.dim)
+            pop = centre + self.hp["init_scale"] * self.randn(self.popsize, self.dim)
+            if self.hp["bounds"] is not None:  # the random start respects the bounds too
+                pop = pop.clamp(self.hp["bounds"][0], self.hp["bounds"][1])
+            self.population = pop
         s = float(self.hp["mutation_sigma"])
         self.sigmas = torch.full((self.popsize,), s, device=self.device, dtype=self.dtype)
         self.sigma = torch.tensor(s, device=self.device, dtype=self.dtype)
