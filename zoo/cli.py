@@ -1,0 +1,130 @@
+"""`latent-evo zoo ...`: generate, inspect, import, push and pull model zoos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from latent_evo.zoo.config import ZooConfigError
+from latent_evo.zoo.format import ZooError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="latent-evo zoo", description="Model zoos: populations of trained networks."
+    )
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    g = sub.add_parser("generate", help="train a zoo from a YAML config (vmapped cohorts)")
+    g.add_argument("--config", required=True, help="configs/zoo/<name>.yaml")
+    g.add_argument("--out", default=None, help="output directory (default: zoos/<config name>)")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted zoo, skipping finished cohorts",
+    )
+    g.add_argument("--device", default=None, help="override the config's device (cpu, cuda, ...)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    i = sub.add_parser("info", help="summarise a zoo directory")
+    i.add_argument("zoo_dir")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    m = sub.add_parser(
+        "import-modelzoos", help="import a 'Model Zoos' (Schürholt et al. 2022) folder"
+    )
+    m.add_argument("src")
+    m.add_argument("dst")
+    m.add_argument("--task", default=None, help="task name stored in the zoo card")
+    m.add_argument("--shard-size", type=int, default=4096)
+    u = sub.add_parser("push", help="upload a zoo to a Hugging Face dataset repo")
+    u.add_argument("zoo_dir")
+    u.add_argument("repo_id")
+    u.add_argument("--private", action="store_true")
+    d = sub.add_parser("pull", help="download a zoo dataset repo from the Hugging Face Hub")
+    d.add_argument("repo_id")
+    d.add_argument("dst")
+    d.add_argument("--revision", default=None)
+    return p
+
+
+def zoo_info(zoo_dir: str | Path) -> dict:
+    """Counts, fitness ranges per epoch and disk size of a zoo."""
+    from latent_evo.zoo.dataset import ZooDataset
+
+    ds = ZooDataset(zoo_dir, "all")
+    card = ds.card
+    per_epoch = {}
+    for e in sorted(set(ds.epochs.tolist())):
+        sel = ds.epochs == e
+        per_epoch[e] = {
+            "checkpoints": int(sel.sum()),
+            "test_loss_mean": round(float(ds.fitness[sel].nanmean()), 4),
+            "test_accuracy_mean": round(float(ds.accuracy[sel].nanmean()), 4),
+        }
+    size = sum(f.stat().st_size for f in Path(zoo_dir).rglob("*") if f.is_file())
+    return {
+        "name": card.get("name"),
+        "task": card["task"],
+        "task_overrides": card.get("task_overrides", {}),
+        "complete": card.get("complete", False),
+        "models": len(set(ds.model_ids.tolist())),
+        "cohorts": len(set(ds.cohorts.tolist())),
+        "checkpoints": len(ds),
+        "genome_length": ds.spec.numel,
+        "size_bytes": size,
+        "per_epoch": per_epoch,
+    }
+
+
+def _print_info(info: dict) -> None:
+    print(
+        f"zoo {info['name']!r}: task {info['task']!r}{' (incomplete)' if not info['complete'] else ''}"
+    )
+    print(
+        f"  {info['models']} models in {info['cohorts']} cohorts, {info['checkpoints']} checkpoints"
+    )
+    print(
+        f"  genome length {info['genome_length']:,}, {info['size_bytes'] / 2**20:.1f} MiB on disk"
+    )
+    print("  epoch  checkpoints  test_loss  test_acc")
+    for e, r in info["per_epoch"].items():
+        print(
+            f"  {e:>5}  {r['checkpoints']:>11}  {r['test_loss_mean']:>9.4f}  {r['test_accuracy_mean']:>8.4f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "generate":
+            from latent_evo.zoo.config import load_config
+            from latent_evo.zoo.generate import generate_zoo
+
+            cfg = load_config(args.config)
+            if args.device:
+                cfg.device = args.device
+            out = generate_zoo(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+            _print_info(zoo_info(out))
+        elif args.cmd == "info":
+            info = zoo_info(args.zoo_dir)
+            print(json.dumps(info, indent=2)) if args.json else _print_info(info)
+        elif args.cmd == "import-modelzoos":
+            from latent_evo.zoo.modelzoos import import_modelzoos
+
+            _print_info(zoo_info(import_modelzoos(args.src, args.dst, args.task, args.shard_size)))
+        elif args.cmd == "push":
+            from latent_evo.zoo.hub import push_zoo
+
+            print(push_zoo(args.zoo_dir, args.repo_id, private=args.private))
+        elif args.cmd == "pull":
+            from latent_evo.zoo.hub import pull_zoo
+
+            print(pull_zoo(args.repo_id, args.dst, revision=args.revision))
+    except (ZooError, ZooConfigError) as e:
+        print(f"latent-evo zoo {args.cmd}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
