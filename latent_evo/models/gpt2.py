@@ -4,7 +4,8 @@ Names follow Hugging Face's `GPT2LMHeadModel` state dict (`transformer.wte.weigh
 `transformer.h.{i}.attn.c_attn.weight`, ...), and linear layers keep GPT-2's "Conv1D" layout,
 weight (in, out) with y = x @ W + b, so the real `gpt2/model.safetensors` loads without any
 transposes. `lm_head.weight` is tied to `transformer.wte.weight`: `named_parameters()` (and so the
-genome) holds it once; `torch.func.functional_call` keeps the tie when given only the wte tensor.
+genome) holds it once; `torch.func.functional_call` keeps the tie when given only the wte tensor
+(given both tied names it raises, as it does for any tied module).
 
 Under `vmap` on CPU, `F.scaled_dot_product_attention` has no batching rule for its CPU flash
 kernel; torch falls back to a loop over the vmapped dimension (with a one-time warning). That is
@@ -215,10 +216,9 @@ class GPT2(nn.Module):
         state_dict = load_file(str(path), device=str(device))
         if config is None:
             config = _config_from_json(path.parent / "config.json") or infer_gpt2_config(state_dict)
-        with torch.device(device):
+        with torch.device("meta"):  # no point initialising weights that are overwritten next
             model = cls(config)
-        load_gpt2_state_dict(model, state_dict, source=str(path))
-        return model
+        return load_gpt2_state_dict(model, state_dict, source=str(path), assign=True)
 
 
 class GPT2LoadError(ValueError):
@@ -277,12 +277,16 @@ def infer_gpt2_config(state_dict: Mapping[str, torch.Tensor], head_size: int = 6
 
 
 def load_gpt2_state_dict(
-    model: GPT2, state_dict: Mapping[str, torch.Tensor], source: str = "state dict"
+    model: GPT2,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str = "state dict",
+    assign: bool = False,
 ) -> GPT2:
-    """Copy a GPT-2 state dict (prefixed or bare names) into `model`, strictly.
+    """Copy a GPT-2 state dict (prefixed or bare names) into `model`, strictly; returns `model`.
 
     Raises `GPT2LoadError` naming every missing, unexpected or mis-shaped tensor, and an
-    `lm_head.weight` that differs from wte (this model ties them).
+    `lm_head.weight` that differs from wte (this model ties them). assign=True adopts the given
+    tensors (their dtype and device) instead of copying, e.g. into a model built on "meta".
     """
     sd = canonical_gpt2_names(state_dict)
     head = sd.pop("lm_head.weight", None)
@@ -310,7 +314,8 @@ def load_gpt2_state_dict(
         raise GPT2LoadError(
             f"cannot load {source} into GPT2({asdict(model.config)}): " + "; ".join(problems)
         )
-    model.load_state_dict({**sd, "lm_head.weight": sd["transformer.wte.weight"]}, strict=True)
+    model.load_state_dict({**sd, "lm_head.weight": sd["transformer.wte.weight"]}, assign=assign)
+    model.lm_head.weight = model.transformer.wte.weight  # assign=True made two Parameters: re-tie
     return model
 
 
