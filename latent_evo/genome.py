@@ -152,11 +152,15 @@ class GenomeSpec:
             raise GenomeError(f"duplicate tensor names in GenomeSpec: {dup}")
         for t in self.tensors:
             if t.kind not in KINDS:
-                raise GenomeError(f"tensor {t.name!r} has unknown kind {t.kind!r}; use one of {KINDS}")
+                raise GenomeError(
+                    f"tensor {t.name!r} has unknown kind {t.kind!r}; use one of {KINDS}"
+                )
             if not all(isinstance(s, int) and s >= 0 for s in t.shape):
                 raise GenomeError(f"tensor {t.name!r} has invalid shape {t.shape}")
             if t.dtype not in _FORMATS:
-                raise GenomeError(f"tensor {t.name!r} has dtype {t.dtype}; genomes hold {list(_FLOAT_DTYPES)}")
+                raise GenomeError(
+                    f"tensor {t.name!r} has dtype {t.dtype}; genomes hold {list(_FLOAT_DTYPES)}"
+                )
         self.numels: tuple[int, ...] = tuple(t.numel for t in self.tensors)
         self.offsets: tuple[int, ...] = (0, *accumulate(self.numels))[:-1]
         self.numel: int = sum(self.numels)
@@ -168,7 +172,9 @@ class GenomeSpec:
         self.aliases: dict[str, str] = dict(aliases or {})
         for alias, target in self.aliases.items():
             if target not in self._by_name:
-                raise GenomeError(f"alias {alias!r} points to {target!r}, which is not in the genome spec")
+                raise GenomeError(
+                    f"alias {alias!r} points to {target!r}, which is not in the genome spec"
+                )
         self.excluded: tuple[str, ...] = tuple(excluded)
 
     # ---- construction -------------------------------------------------------------------------
@@ -193,7 +199,9 @@ class GenomeSpec:
                 continue
             first_name[id(t)] = name
             owner = owners.get(name.rsplit(".", 1)[0]) if "." in name else module
-            specs.append(TensorSpec(name, tuple(t.shape), t.dtype, infer_kind(name, t, owner, is_buffer)))
+            specs.append(
+                TensorSpec(name, tuple(t.shape), t.dtype, infer_kind(name, t, owner, is_buffer))
+            )
         return cls(specs, aliases, excluded)
 
     @classmethod
@@ -203,7 +211,9 @@ class GenomeSpec:
         specs = []
         for name, t in state_dict.items():
             if not torch.is_tensor(t):
-                raise GenomeError(f"state dict entry {name!r} is a {type(t).__name__}, not a tensor")
+                raise GenomeError(
+                    f"state dict entry {name!r} is a {type(t).__name__}, not a tensor"
+                )
             if not t.is_floating_point():
                 continue
             is_buffer = name.endswith(("running_mean", "running_var"))
@@ -224,10 +234,14 @@ class GenomeSpec:
             )
         known = set(self._by_name) | set(self.aliases) | set(self.excluded)
         extra = [
-            k for k, v in state_dict.items() if k not in known and torch.is_tensor(v) and v.is_floating_point()
+            k
+            for k, v in state_dict.items()
+            if k not in known and torch.is_tensor(v) and v.is_floating_point()
         ]
         if extra:
-            raise GenomeError(f"state dict has tensor(s) {extra[:5]} that are not in the genome spec")
+            raise GenomeError(
+                f"state dict has tensor(s) {extra[:5]} that are not in the genome spec"
+            )
         for t in self.tensors:
             v = state_dict[t.name]
             if not torch.is_tensor(v) or not v.is_floating_point():
@@ -246,7 +260,9 @@ class GenomeSpec:
     def flatten(self, state_dict: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """`{name: tensor}` -> `(n,)` in the genome's dtype (exact: only widening casts)."""
         self._check_state_dict(state_dict, None)
-        return torch.cat([exact_cast(state_dict[t.name].detach().reshape(-1), self.dtype) for t in self.tensors])
+        return torch.cat(
+            [exact_cast(state_dict[t.name].detach().reshape(-1), self.dtype) for t in self.tensors]
+        )
 
     def flatten_batch(self, state_dict: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """`{name: (P, *shape)}` -> `(P, n)`."""
@@ -254,13 +270,19 @@ class GenomeSpec:
         if first is None:
             raise GenomeError(f"state dict is missing tensor {self.tensors[0].name!r}")
         if not torch.is_tensor(first) or first.dim() == 0:
-            raise GenomeError(f"tensor {self.tensors[0].name!r} has no population dimension (P, ...)")
+            raise GenomeError(
+                f"tensor {self.tensors[0].name!r} has no population dimension (P, ...)"
+            )
         p = first.shape[0]
         self._check_state_dict(state_dict, p)
-        parts = [exact_cast(state_dict[t.name].detach().reshape(p, -1), self.dtype) for t in self.tensors]
+        parts = [
+            exact_cast(state_dict[t.name].detach().reshape(p, -1), self.dtype) for t in self.tensors
+        ]
         return torch.cat(parts, dim=1)  # (P, n)
 
-    def check_genome(self, genome: torch.Tensor, finite: bool = False, what: str = "genome") -> None:
+    def check_genome(
+        self, genome: torch.Tensor, finite: bool = False, what: str = "genome"
+    ) -> None:
         """Raise a `GenomeError` unless `genome` is a floating `(n,)` or `(P, n)` tensor of this
         spec's length (and, with `finite=True`, holds no NaN/inf)."""
         if not torch.is_tensor(genome) or genome.dim() not in (1, 2):
@@ -287,7 +309,9 @@ class GenomeSpec:
                     f"{self.tensors[i].name!r} at flat index {idx}"
                 )
 
-    def unflatten(self, genome: torch.Tensor, check_finite: bool = False) -> dict[str, torch.Tensor]:
+    def unflatten(
+        self, genome: torch.Tensor, check_finite: bool = False
+    ) -> dict[str, torch.Tensor]:
         """`(n,)` -> `{name: shape}` or `(P, n)` -> `{name: (P, *shape)}`, as zero-copy views
         (writing to a view writes the genome). A genome whose last dim is strided (e.g. a
         transposed `(n, P)` tensor) is copied to contiguous first, since views need stride 1."""
@@ -296,17 +320,25 @@ class GenomeSpec:
             genome = genome.contiguous()
         lead = genome.shape[:-1]
         parts = genome.split(self.numels, dim=-1)  # views (*lead, numel_i)
-        return {t.name: part.view(*lead, *t.shape) for t, part in zip(self.tensors, parts, strict=True)}
+        return {
+            t.name: part.view((*lead, *t.shape))
+            for t, part in zip(self.tensors, parts, strict=True)
+        }
 
     def unflatten_to_module_dtypes(self, genome: torch.Tensor) -> dict[str, torch.Tensor]:
         """Like `unflatten` but cast each tensor back to its own dtype (a copy only where needed;
         bit-exact for genomes made by `flatten`, NaN payloads included)."""
-        return {k: exact_cast(v, self.tensors[self._by_name[k]].dtype) for k, v in self.unflatten(genome).items()}
+        return {
+            k: exact_cast(v, self.tensors[self._by_name[k]].dtype)
+            for k, v in self.unflatten(genome).items()
+        }
 
     # ---- helpers ------------------------------------------------------------------------------
     def index(self, name: str) -> int:
         if name not in self._by_name:
-            raise GenomeError(f"no tensor {name!r} in genome spec; tensors are {list(self._by_name)[:8]}...")
+            raise GenomeError(
+                f"no tensor {name!r} in genome spec; tensors are {list(self._by_name)[:8]}..."
+            )
         return self._by_name[name]
 
     def __len__(self) -> int:
@@ -327,7 +359,12 @@ class GenomeSpec:
     def to_dict(self) -> dict:
         d: dict = {
             "tensors": [
-                {"name": t.name, "shape": list(t.shape), "dtype": _dtype_name(t.dtype), "kind": t.kind}
+                {
+                    "name": t.name,
+                    "shape": list(t.shape),
+                    "dtype": _dtype_name(t.dtype),
+                    "kind": t.kind,
+                }
                 for t in self.tensors
             ]
         }
@@ -344,7 +381,11 @@ class GenomeSpec:
             for t in d["tensors"]:
                 if t["dtype"] not in _FLOAT_DTYPES:
                     raise GenomeError(f"tensor {t['name']!r} has unsupported dtype {t['dtype']!r}")
-                tensors.append(TensorSpec(str(t["name"]), tuple(t["shape"]), _FLOAT_DTYPES[t["dtype"]], t["kind"]))
+                tensors.append(
+                    TensorSpec(
+                        str(t["name"]), tuple(t["shape"]), _FLOAT_DTYPES[t["dtype"]], t["kind"]
+                    )
+                )
             return cls(tensors, d.get("aliases"), d.get("excluded", ()))
         except (KeyError, TypeError, AttributeError) as e:
             raise GenomeError(f"malformed genome spec dict (missing or bad field {e})") from e
