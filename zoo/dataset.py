@@ -39,8 +39,10 @@ def split_groups(
         )
     ids = sorted(set(groups))
     perm = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_train = round(fractions[0] * len(ids))
-    n_val = round(fractions[1] * len(ids))
+    n_val, n_test = round(fractions[1] * len(ids)), round(fractions[2] * len(ids))
+    if len(ids) >= 3:  # a small zoo still gets one held-out model per requested split
+        n_val, n_test = max(n_val, fractions[1] > 0), max(n_test, fractions[2] > 0)
+    n_train = len(ids) - n_val - n_test
     order = [ids[i] for i in perm]
     return {
         "train": set(order[:n_train]),
@@ -89,11 +91,11 @@ class ZooDataset(Dataset):
         table = read_metadata(self.root)
         self._table_all = table
         cols = {
-            c: torch.as_tensor(table.column(c).to_numpy())
+            c: torch.tensor(table.column(c).to_numpy())
             for c in ("model_id", "cohort", "epoch", "offset")
         }
-        fit = torch.as_tensor(table.column("test_loss").to_numpy(), dtype=torch.float64)
-        acc = torch.as_tensor(table.column("test_accuracy").to_numpy(), dtype=torch.float64)
+        fit = torch.tensor(table.column("test_loss").to_numpy(), dtype=torch.float64)
+        acc = torch.tensor(table.column("test_accuracy").to_numpy(), dtype=torch.float64)
 
         keep = torch.ones(table.num_rows, dtype=torch.bool)
         what = [f"split={split!r}"]
