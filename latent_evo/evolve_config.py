@@ -1,0 +1,208 @@
+"""Configuration of an evolution run: nested dataclasses, one per concern, built from plain dicts
+(YAML) with a clear error naming any unknown key by its dotted path (`finetune.evry`).
+
+Every field has a default, so `EvolveConfig()` is a valid run (direct-space CMA-ES would be too
+big for a real network, so the default strategy is a GA). The YAML files in `configs/evolve/`
+spell out the same tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["auto", "latent", "residual", "direct"]
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names it by its dotted path."""
+
+
+@dataclass
+class TaskConfig:
+    name: str = "mnist1d-mlp-tiny"
+    #: overrides passed to `get_task(name, **overrides)` (hidden, fitness_batch_size, seed, data...)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StrategyConfig:
+    name: str = "ga"
+    popsize: int = 32
+    #: strategy hyper-parameters (`default_hparams` of the class)
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InitConfig:
+    #: prior: `compressor.sample`; zoo: encodings of the top-k of a zoo (`path`); network: the
+    #: encoding of one network (`path`, a safetensors state dict); task: fresh task inits
+    #: (encoded in latent modes); zeros: the strategy's own default (mean 0).
+    kind: Literal["prior", "zoo", "network", "task", "zeros"] = "task"
+    path: str | None = None
+    top_k: int = 8
+
+
+@dataclass
+class ResidualConfig:
+    #: genome = base + alpha * (decode(z_anchor + u) - decode(z_anchor))
+    alpha: float = 1.0
+    #: every k generations the base moves to the best genome found (0 = never)
+    rebase_every: int = 5
+    #: the first base: `init` (best of the initial population) or a safetensors network path
+    base: str | None = None
+
+
+@dataclass
+class SwitchConfig:
+    """Automatic hybrid switching between latent and direct space."""
+
+    enabled: bool = False
+    #: a switch happens when best fitness improved by less than `tol` over `window` generations
+    window: int = 10
+    tol: float = 1e-3
+    #: direct-space strategy used after a switch (dim = genome size)
+    strategy: StrategyConfig = field(
+        default_factory=lambda: StrategyConfig(
+            "openai_es", 32, {"sigma_init": 0.02, "lr": 0.01}
+        )
+    )
+    #: switch back to latent space when the direct phase stalls too
+    back: bool = False
+    #: always spend the last N generations in direct space (hybrid refinement; needs generations)
+    final_direct_generations: int = 0
+
+
+@dataclass
+class SurrogateConfig:
+    """Pre-screening by the compressor's fitness head: the strategy's population is the pool."""
+
+    enabled: bool = False
+    #: fraction of the pool that is truly evaluated (top of the head's ranking)
+    fraction: float = 0.25
+
+
+@dataclass
+class WarmupConfig:
+    """Two-phase schedule: a direct-space population feeds the archive until the compressor's
+    loss on the archive falls below `threshold`, then the run goes latent-only."""
+
+    enabled: bool = False
+    threshold: float = 0.1
+    strategy: StrategyConfig = field(
+        default_factory=lambda: StrategyConfig("openai_es", 16, {"sigma_init": 0.02, "lr": 0.01})
+    )
+
+
+@dataclass
+class FinetuneConfig:
+    enabled: bool = False
+    every: int = 10
+    steps: int = 10
+    lr: float = 1e-4
+    batch_size: int = 32
+    archive_size: int = 1024
+    #: gradient steps refining each re-encoded code against its old phenotype (0 = encoder only)
+    reencode_steps: int = 20
+    reencode_lr: float = 0.05
+    #: weights of the combined loss (see `latent_evo.finetune.finetune_loss`)
+    fitness_weight: float = 1.0
+    head_weight: float = 0.1
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+
+@dataclass
+class EvolveConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    #: path of a pretrained compressor directory (`Compressor.from_pretrained`); None = direct
+    compressor: str | None = None
+    #: auto = latent with a compressor, direct without
+    mode: Mode = "auto"
+    generations: int | None = 50
+    #: budget of true fitness evaluations (stops when reached); None = no budget
+    evaluations: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    #: fitness on the task's fixed batch, or on `task.batch(generation)` (a fresh minibatch)
+    fitness_batch: Literal["fixed", "step"] = "fixed"
+    #: test metrics of the best genome every k generations (0 = only at the end)
+    eval_every: int = 5
+    #: individuals decoded at once (bounds the decoder's memory); 0 = all
+    decode_chunk: int = 0
+    init: InitConfig = field(default_factory=InitConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+    switch: SwitchConfig = field(default_factory=SwitchConfig)
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    #: checkpoint every k generations (0 = only at the end / on a signal); CLI runs only
+    checkpoint_every: int = 10
+
+    def validate(self) -> EvolveConfig:
+        if self.mode not in ("auto", "latent", "residual", "direct"):
+            raise ConfigError(f"mode: must be auto, latent, residual or direct, got {self.mode!r}")
+        if self.generations is None and self.evaluations is None:
+            raise ConfigError("generations / evaluations: give at least one budget")
+        if self.fitness_batch not in ("fixed", "step"):
+            raise ConfigError(f"fitness_batch: must be fixed or step, got {self.fitness_batch!r}")
+        if not 0 < self.surrogate.fraction <= 1:
+            raise ConfigError(f"surrogate.fraction: must be in (0, 1], got {self.surrogate.fraction}")
+        if self.init.kind not in ("prior", "zoo", "network", "task", "zeros"):
+            raise ConfigError(f"init.kind: unknown {self.init.kind!r}")
+        if self.init.kind in ("zoo", "network") and not self.init.path:
+            raise ConfigError(f"init.path: init.kind={self.init.kind!r} needs a path")
+        if self.finetune.enabled and self.finetune.every < 1:
+            raise ConfigError("finetune.every: must be >= 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvolveConfig:
+        return _build(cls, d, "").validate()
+
+
+def _build(cls: type, d: Any, prefix: str) -> Any:
+    """Dict -> dataclass `cls`, recursively; unknown keys raise naming their dotted path."""
+    if isinstance(d, cls):
+        return d
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(
+            f"unknown config key {prefix + unknown[0]!r} ({where} accepts: {', '.join(fields)})"
+        )
+    kwargs = {}
+    for k, v in d.items():
+        sub = _dataclass_of(cls, k)
+        kwargs[k] = _build(sub, v, f"{prefix}{k}.") if sub is not None and v is not None else v
+    return cls(**kwargs)
+
+
+def _dataclass_of(cls: type, name: str) -> type | None:
+    """The dataclass type of field `name` (nested sections), else None."""
+    default = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if default.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = default.default_factory()  # type: ignore[misc]
+        if dataclasses.is_dataclass(value):
+            return type(value)
+    return None
+
+
+def apply_override(d: dict[str, Any], dotted: str, value: Any) -> None:
+    """`apply_override(cfg, "strategy.popsize", 64)`: set a nested key in a plain dict."""
+    keys = dotted.split(".")
+    node = d
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if nxt is None:
+            nxt = node[k] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: {k!r} is not a section")
+        node = nxt
+    node[keys[-1]] = value

@@ -1,0 +1,181 @@
+"""Pieces of an evolution run that are not the loop: user tasks, genome sources, result type.
+
+Minimum a user writes to evolve their own network (no registered task)::
+
+    model = MyNet()                                   # any nn.Module
+    def fitness(params):                              # ONE network's {name: tensor} -> scalar
+        out = torch.func.functional_call(model, params, (x,))
+        return F.cross_entropy(out, y)                # a loss: lower is better
+    result = latent_evo.evolve(task=model, fitness_fn=fitness, strategy="ga", generations=50)
+
+`fitness` is vmapped over the population; pass `batched=True` to `FunctionTask` for a function
+that takes `{name: (P, *shape)}` and returns `(P,)` itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from torch.func import vmap
+
+from latent_evo.genome import GenomeSpec
+
+
+class FitnessShapeError(ValueError):
+    """A fitness function returned something other than one finite-or-not number per genome."""
+
+
+class FunctionTask:
+    """A task from a user's `nn.Module` and fitness function (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        fitness_fn: Callable[[dict[str, Tensor]], Tensor],
+        batched: bool = False,
+        name: str = "user",
+        chunk_size: int | None = None,
+    ):
+        self.name = name
+        self.model = model.eval()
+        self.spec = GenomeSpec.from_module(model)
+        self.fitness_fn = fitness_fn
+        self.batched = batched
+        self.chunk_size = chunk_size
+        self.device = next(iter(model.parameters())).device
+
+    def to(self, device: str | torch.device) -> FunctionTask:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    def params(self, genomes: Tensor) -> dict[str, Tensor]:
+        return self.spec.unflatten(genomes[None] if genomes.dim() == 1 else genomes)
+
+    def fitness(self, params: dict[str, Tensor], batch: Any = None) -> Tensor:
+        if self.batched:
+            return self.fitness_fn(params)
+        p = next(iter(params.values())).shape[0]
+        chunk = self.chunk_size or p
+        parts = [
+            vmap(self.fitness_fn)({k: v[s : s + chunk] for k, v in params.items()})
+            for s in range(0, p, chunk)
+        ]
+        return torch.cat(parts)
+
+    def fitness_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
+        return self.fitness(self.params(genomes), batch)
+
+    def genome(self) -> Tensor:
+        return self.spec.flatten(self.model.state_dict())
+
+    def init_genomes(self, population: int, generator: torch.Generator | None = None) -> Tensor:
+        """Fresh initialisations: `reset_parameters()` of each submodule under a drawn seed."""
+        seeds = torch.randint(0, 2**62, (population,), generator=generator).tolist()
+        out = []
+        for s in seeds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(s)
+                m = copy.deepcopy(self.model).cpu()
+                for sub in m.modules():
+                    if hasattr(sub, "reset_parameters"):
+                        sub.reset_parameters()
+            out.append(self.spec.flatten(m.state_dict()))
+        return torch.stack(out).to(self.device)
+
+    def evaluate(self, genome: Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            return {"fitness": float(self.fitness_genomes(genome[None])[0])}
+
+
+def resolve_task(task: Any, fitness_fn: Callable | None, overrides: dict[str, Any]) -> Any:
+    """A task name, a `Task`-like object, or an `nn.Module` (+ `fitness_fn`) -> a task."""
+    if isinstance(task, str):
+        from latent_evo.tasks import get_task
+
+        return get_task(task, **overrides)
+    if isinstance(task, nn.Module):
+        if fitness_fn is None:
+            raise ValueError("task is an nn.Module: pass fitness_fn(params) -> scalar loss as well")
+        return FunctionTask(task, fitness_fn)
+    if fitness_fn is not None:
+        raise ValueError("fitness_fn is only used with task=<nn.Module>")
+    for attr in ("spec", "fitness_genomes", "model"):
+        if not hasattr(task, attr):
+            raise TypeError(f"task {task!r} has no `{attr}`: pass a task name, a Task or a module")
+    return task
+
+
+def checked_fitness(f: Any, population: int, task_name: str) -> Tensor:
+    """Fitness must be a `(P,)` tensor: anything else raises naming what came back."""
+    if not torch.is_tensor(f):
+        raise FitnessShapeError(
+            f"fitness function of task {task_name!r} returned {type(f).__name__}, "
+            f"expected a tensor of shape ({population},)"
+        )
+    if f.shape != (population,):
+        raise FitnessShapeError(
+            f"fitness function of task {task_name!r} returned shape {tuple(f.shape)} for "
+            f"{population} genomes, expected ({population},) (one loss per genome)"
+        )
+    return f
+
+
+def load_network_genome(path: str | Path, spec: GenomeSpec) -> Tensor:
+    """A network's state dict (safetensors) -> `(n,)` genome; a mismatch names the tensor."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"network file {path} does not exist")
+    sd = load_file(str(path))
+    if "genome" in sd and len(sd) == 1:
+        return sd["genome"]
+    return spec.flatten(sd)
+
+
+def load_zoo_genomes(path: str | Path, spec: GenomeSpec) -> Tensor:
+    """All genomes `(N, n)` of a zoo directory (`shards/*.safetensors`, key "genomes") or of
+    one safetensors file with a "genomes" tensor."""
+    path = Path(path)
+    files = sorted((path / "shards").glob("*.safetensors")) if path.is_dir() else [path]
+    if not files or not all(f.exists() for f in files):
+        raise FileNotFoundError(f"no zoo genomes at {path} (expected shards/*.safetensors)")
+    parts = []
+    for f in files:
+        sd = load_file(str(f))
+        if "genomes" not in sd:
+            raise ValueError(f"{f}: no 'genomes' tensor (has {sorted(sd)})")
+        parts.append(sd["genomes"])
+    g = torch.cat(parts)
+    if g.ndim != 2 or g.shape[1] != spec.numel:
+        raise ValueError(
+            f"{path}: zoo genomes have shape {tuple(g.shape)}, the task's genome has {spec.numel} values"
+        )
+    return g
+
+
+def genome_to_module(task: Any, genome: Tensor) -> nn.Module:
+    """A copy of the task's model carrying `genome`'s weights."""
+    model = copy.deepcopy(task.model)
+    sd = task.spec.unflatten(genome.detach().to(task.device))
+    model.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=False)
+    return model.eval()
+
+
+@dataclass
+class EvolveResult:
+    best_genome: Tensor  # (n,)
+    best_fitness: float
+    best_model: nn.Module
+    history: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    evaluations: int
+    generations: int
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False

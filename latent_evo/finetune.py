@@ -1,0 +1,152 @@
+"""Online fine-tuning of the compressor on the genomes an evolution run has evaluated.
+
+The run keeps an `Archive` of every truly evaluated genome with its fitness (a ring buffer of
+tensors, checkpointable). Every k generations `finetune` takes a few optimiser steps of the
+combined loss on archive minibatches; `reencode` then moves the strategy's codes so that they
+decode to the same phenotypes as before the fine-tune (encoder first, then a few gradient steps
+on the code against the old genome), and reports how far they drifted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from latent_evo.spaces import SearchSpace
+
+
+class Archive:
+    """Ring buffer of `(genome (n,), fitness)` pairs on the run's device."""
+
+    def __init__(self, capacity: int, numel: int, device: torch.device, dtype=torch.float32):
+        self.capacity = int(capacity)
+        self.genomes = torch.zeros(self.capacity, numel, device=device, dtype=dtype)
+        self.fitness = torch.zeros(self.capacity, device=device, dtype=dtype)
+        self.count = 0  # total ever added; the buffer holds min(count, capacity)
+
+    def __len__(self) -> int:
+        return min(self.count, self.capacity)
+
+    def add(self, genomes: Tensor, fitness: Tensor) -> None:
+        genomes, fitness = genomes[-self.capacity :], fitness[-self.capacity :]
+        idx = (torch.arange(len(genomes), device=genomes.device) + self.count) % self.capacity
+        self.genomes[idx] = genomes.to(self.genomes.dtype)
+        self.fitness[idx] = fitness.to(self.fitness.dtype)
+        self.count += len(genomes)
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        # indices drawn on CPU: the same generator state gives the same batch on every device
+        idx = torch.randint(0, len(self), (n,), generator=generator).to(self.genomes.device)
+        return self.genomes[idx], self.fitness[idx]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            "genomes": self.genomes,
+            "fitness": self.fitness,
+            "count": torch.tensor(self.count, dtype=torch.int64),
+        }
+
+    def load_state_dict(self, sd: dict[str, Tensor]) -> None:
+        self.genomes = sd["genomes"].to(self.genomes.device).clone()
+        self.fitness = sd["fitness"].to(self.fitness.device).clone()
+        self.count = int(sd["count"])
+
+
+def finetune_loss(
+    compressor: Any,
+    task: Any,
+    genomes: Tensor,
+    fitness: Tensor,
+    batch: Any,
+    fitness_weight: float = 1.0,
+    head_weight: float = 0.1,
+) -> tuple[Tensor, dict[str, float]]:
+    """The pretraining loss (`latent_evo.losses.compressor_loss`) on archive genomes `(B, n)`
+    with their true `fitness (B,)`: reconstruction + functional fitness term on `batch` + head
+    + KL. `task.fitness(params, batch)` is the differentiable population fitness."""
+    from latent_evo.losses import compressor_loss
+
+    tokens = compressor.tokenizer.tokenize(genomes)  # (B, T, C) normalised
+    terms = compressor_loss(
+        compressor,
+        tokens,
+        fitness_fn=task.fitness,
+        batch=batch,
+        fitness=fitness,
+        lambda_fit=fitness_weight,
+        lambda_head=head_weight,
+    )
+    parts = {k: float(v.detach()) for k, v in terms.items() if k in ("recon", "fit", "head", "kl")}
+    return terms["loss"], parts
+
+
+def finetune(
+    compressor: Any,
+    task: Any,
+    archive: Archive,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    batch_fn: Callable[[int], Any],
+    fitness_weight: float = 1.0,
+    head_weight: float = 0.1,
+    eval_size: int = 256,
+) -> dict[str, float]:
+    """`steps` Adam steps on archive minibatches; returns the archive loss before and after
+    (on a fixed evaluation sample, so the two numbers are comparable)."""
+    n_eval = min(len(archive), eval_size)
+    eval_g, eval_f = archive.genomes[:n_eval], archive.fitness[:n_eval]
+    eval_batch = batch_fn(0)
+
+    def archive_loss() -> float:
+        compressor.eval()
+        with torch.no_grad():
+            loss, _ = finetune_loss(
+                compressor, task, eval_g, eval_f, eval_batch, fitness_weight, head_weight
+            )
+        return float(loss)
+
+    before = archive_loss()
+    params = [p for p in compressor.parameters() if p.requires_grad]
+    # a fresh optimiser per round: no optimiser state to checkpoint between rounds
+    opt = torch.optim.Adam(params, lr=lr)
+    compressor.train()
+    parts: dict[str, float] = {}
+    for step in range(steps):
+        g, f = archive.sample(min(batch_size, len(archive)), generator)
+        loss, parts = finetune_loss(
+            compressor, task, g, f, batch_fn(step + 1), fitness_weight, head_weight
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    compressor.eval()
+    after = archive_loss()
+    return {"loss_before": before, "loss_after": after, **{f"last_{k}": v for k, v in parts.items()}}
+
+
+def reencode(
+    space: SearchSpace, targets: Tensor, steps: int = 20, lr: float = 0.05
+) -> tuple[Tensor, float]:
+    """Codes `(P, d)` whose genomes under the (fine-tuned) `space` match `targets (P, n)`: the
+    encoder's guess refined by `steps` Adam steps on the mean squared genome error. Returns the
+    codes and the relative reconstruction error ||to_genomes(x) - targets|| / ||targets||."""
+    with torch.no_grad():
+        x0 = space.from_genomes(targets)
+    x = x0.clone().requires_grad_(True)
+    if steps > 0:
+        opt = torch.optim.Adam([x], lr=lr)
+        for _ in range(steps):
+            loss = (space.to_genomes(x) - targets).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    x = x.detach()
+    with torch.no_grad():
+        err = (space.to_genomes(x) - targets).norm() / targets.norm().clamp_min(1e-12)
+    return x, float(err)

@@ -1,0 +1,143 @@
+"""Search spaces: how a strategy's `(P, d)` candidates become `(P, n)` genomes.
+
+    DirectSpace     genome = x                                        (d = n, the baseline)
+    LatentSpace     genome = decode(z)                                 (d = s, the decoder's image)
+    ResidualSpace   genome = base + alpha * (decode(z_a + u) - decode(z_a))
+
+Residual search never caps accuracy at the decoder's image: at u = 0 the genome *is* the base
+(a real network, not its reconstruction), the decoder only proposes *changes*, and `rebase`
+moves the base to the best genome found, so the reachable set grows as the search proceeds:
+after k re-bases it is base_0 + the sum of k decoded differences, not decode(R^s).
+
+A compressor here is anything with `encode_genomes((P, n)) -> (P, s)`,
+`decode_genomes((P, s)) -> (P, n)` and `latent_size` (see `latent_evo.compressor.Compressor`).
+`to_genomes` / `from_genomes` are differentiable (re-encoding after a fine-tune refines codes by
+gradient descent); the loop calls them under `torch.no_grad()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def decode_chunked(compressor: Any, z: Tensor, chunk: int = 0) -> Tensor:
+    """`(P, s) -> (P, n)`, `chunk` codes at a time (0 = all) so decoder memory stays bounded."""
+    if chunk <= 0 or z.shape[0] <= chunk:
+        return compressor.decode_genomes(z)
+    return torch.cat([compressor.decode_genomes(z[i : i + chunk]) for i in range(0, len(z), chunk)])
+
+
+def encode_chunked(compressor: Any, g: Tensor, chunk: int = 0) -> Tensor:
+    if chunk <= 0 or g.shape[0] <= chunk:
+        return compressor.encode_genomes(g)
+    return torch.cat([compressor.encode_genomes(g[i : i + chunk]) for i in range(0, len(g), chunk)])
+
+
+class SearchSpace:
+    name = "base"
+    dim: int
+
+    def to_genomes(self, x: Tensor) -> Tensor:
+        """`(P, d)` candidates -> `(P, n)` genomes."""
+        raise NotImplementedError
+
+    def from_genomes(self, g: Tensor) -> Tensor:
+        """`(P, n)` genomes -> `(P, d)` candidates that (approximately) decode back to them."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, sd: dict[str, Tensor]) -> None:
+        pass
+
+
+class DirectSpace(SearchSpace):
+    name = "direct"
+
+    def __init__(self, numel: int):
+        self.dim = numel
+
+    def to_genomes(self, x: Tensor) -> Tensor:
+        return x
+
+    def from_genomes(self, g: Tensor) -> Tensor:
+        return g
+
+
+class LatentSpace(SearchSpace):
+    name = "latent"
+
+    def __init__(self, compressor: Any, decode_chunk: int = 0):
+        self.compressor = compressor
+        self.dim = int(compressor.latent_size)
+        self.decode_chunk = decode_chunk
+
+    def to_genomes(self, x: Tensor) -> Tensor:
+        return decode_chunked(self.compressor, x, self.decode_chunk)
+
+    def from_genomes(self, g: Tensor) -> Tensor:
+        return encode_chunked(self.compressor, g, self.decode_chunk)
+
+
+class ResidualSpace(SearchSpace):
+    """genome = base + alpha * (decode(anchor + u) - decode(anchor)); `u` is what the strategy
+    searches, so u = 0 is exactly the base network."""
+
+    name = "residual"
+
+    def __init__(self, compressor: Any, alpha: float = 1.0, decode_chunk: int = 0):
+        self.compressor = compressor
+        self.dim = int(compressor.latent_size)
+        self.alpha = float(alpha)
+        self.decode_chunk = decode_chunk
+        self.base: Tensor | None = None  # (n,)
+        self.anchor: Tensor | None = None  # (s,) latent the differences are taken around
+        self.anchor_genome: Tensor | None = None  # (n,) decode(anchor), cached
+
+    @torch.no_grad()
+    def set_base(self, base: Tensor, anchor: Tensor | None = None) -> None:
+        """Use `base` (n,) as the centre; its anchor code defaults to `encode(base)`."""
+        self.base = base.detach().clone()
+        if anchor is None:
+            anchor = self.compressor.encode_genomes(base[None])[0]
+        self.anchor = anchor.detach().clone()
+        self.anchor_genome = self.compressor.decode_genomes(self.anchor[None])[0]
+
+    def _check(self) -> None:
+        if self.base is None:
+            raise RuntimeError("ResidualSpace: call set_base(genome) before decoding")
+
+    def to_genomes(self, x: Tensor) -> Tensor:
+        self._check()
+        dec = decode_chunked(self.compressor, self.anchor + x, self.decode_chunk)  # (P, n)
+        return self.base + self.alpha * (dec - self.anchor_genome)
+
+    def from_genomes(self, g: Tensor) -> Tensor:
+        # invert base + alpha * (decode(a + u) - decode(a)) = g  via the encoder
+        self._check()
+        target = self.anchor_genome + (g - self.base) / self.alpha
+        return encode_chunked(self.compressor, target, self.decode_chunk) - self.anchor
+
+    @torch.no_grad()
+    def rebase(self, genome: Tensor, u: Tensor) -> None:
+        """Move the base to `genome` (the best found), produced by candidate `u`. The anchor
+        moves to `anchor + u`, so a candidate's *latent point* keeps its meaning: the caller
+        shifts the strategy by `-u` and the search continues around the new base."""
+        self._check()
+        self.set_base(genome, self.anchor + u)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        if self.base is None:
+            return {}
+        return {"base": self.base, "anchor": self.anchor, "anchor_genome": self.anchor_genome}
+
+    def load_state_dict(self, sd: dict[str, Tensor]) -> None:
+        # the caller has moved `sd` to the run's device
+        if "base" in sd:
+            self.base = sd["base"].clone()
+            self.anchor = sd["anchor"].clone()
+            self.anchor_genome = sd["anchor_genome"].clone()
