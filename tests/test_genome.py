@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 
 import pytest
@@ -71,9 +73,9 @@ INPUTS = {
 }
 
 
-def make_model(name: str, seed: int = 0) -> nn.Module:
-    """The model in eval mode with non-trivial BatchNorm statistics (so buffers matter)."""
-    torch.manual_seed(seed)
+@functools.cache
+def _base_model(name: str) -> nn.Module:
+    torch.manual_seed(0)
     model = MODELS[name]().eval()
     with torch.no_grad():
         for buf_name, b in model.named_buffers():
@@ -82,6 +84,12 @@ def make_model(name: str, seed: int = 0) -> nn.Module:
             elif buf_name.endswith("num_batches_tracked"):
                 b.fill_(7)
     return model
+
+
+def make_model(name: str) -> nn.Module:
+    """A fresh copy of the model in eval mode with non-trivial BatchNorm statistics (so buffers
+    matter); built once per session because initialising resnet18 is the slow part."""
+    return copy.deepcopy(_base_model(name))
 
 
 def random_bits(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
