@@ -83,12 +83,15 @@ def adam_update(
 
 def antithetic_noise(strat: Strategy, n: int) -> Tensor:
     """``n`` standard-normal rows as mirrored pairs ``[ε; -ε]`` (mirrored sampling halves the
-    variance of ES gradient estimates); an odd ``n`` gets one extra unmirrored row at the end."""
-    half = strat.randn(n // 2, strat.dim)
-    parts = [half, -half]
+    variance of ES gradient estimates); an odd ``n`` gets one extra unmirrored row at the end.
+    Written into the strategy's reusable noise buffer (see ``Strategy.noise_buffer``)."""
+    out = strat.noise_buffer(n)
+    half = n // 2
+    torch.randn((half, strat.dim), generator=strat.generator, out=out[:half])
+    torch.neg(out[:half], out=out[half : 2 * half])
     if n % 2:
-        parts.append(strat.randn(1, strat.dim))
-    return torch.cat(parts)
+        torch.randn((1, strat.dim), generator=strat.generator, out=out[2 * half :])
+    return out
 
 
 # --------------------------------------------------------------------------- base class
@@ -174,6 +177,21 @@ class Strategy:
     # ---------------------------------------------------------------- helpers
     def randn(self, *shape: int) -> Tensor:
         return torch.randn(shape, generator=self.generator, device=self.device, dtype=self.dtype)
+
+    def noise_buffer(self, n: int) -> Tensor:
+        """An uninitialised ``(n, d)`` buffer reused across generations: at d = 1e6 allocating
+        (and page-faulting) a fresh 1 GB noise matrix every generation costs seconds. Only
+        valid until the next ``ask``; it is derived scratch space, not checkpointed state."""
+        buf = getattr(self, "_noise_buf", None)
+        if buf is None or buf.shape != (n, self.dim):
+            buf = torch.empty((n, self.dim), device=self.device, dtype=self.dtype)
+            self._noise_buf = buf
+        return buf
+
+    def randn_buffer(self, n: int) -> Tensor:
+        """``(n, d)`` standard normal, written into ``noise_buffer``."""
+        out = self.noise_buffer(n)
+        return torch.randn((n, self.dim), generator=self.generator, out=out)
 
     def rand(self, *shape: int) -> Tensor:
         return torch.rand(shape, generator=self.generator, device=self.device, dtype=self.dtype)

@@ -51,7 +51,16 @@ def _splitmix64(z: Tensor) -> Tensor:
 
 
 def seed_noise(seeds: Tensor, dim: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``(n,)`` int64 seeds -> ``(n, dim)`` standard-normal rows, a pure function of each seed."""
+    """``(n,)`` int64 seeds -> ``(n, dim)`` standard-normal rows, a pure function of each seed.
+
+    Computed in blocks of rows so the int64 temporaries stay around 128 MB."""
+    rows = max(1, (1 << 24) // max(dim, 1))
+    if seeds.shape[0] > rows:
+        return torch.cat([_seed_noise(s, dim, dtype) for s in seeds.split(rows)])
+    return _seed_noise(seeds, dim, dtype)
+
+
+def _seed_noise(seeds: Tensor, dim: int, dtype: torch.dtype) -> Tensor:
     idx = torch.arange(dim, device=seeds.device, dtype=torch.int64)
     h = _splitmix64(_splitmix64(seeds[:, None]) ^ idx[None, :])
     # two 24-bit uniforms from one 64-bit hash; u1 in (0, 1] keeps the log finite

@@ -97,7 +97,8 @@ class EGGROLL(Strategy):
         )  # fmt: skip
         parts = [half, neg] + ([self.randn(1, k)] if self.popsize % 2 else [])
         self._factors = torch.cat(parts)
-        return self.theta + self.hp["sigma_init"] * self._perturbations(self._factors)
+        eps = self._perturbations(self._factors)
+        return eps.mul_(self.hp["sigma_init"]).add_(self.theta)
 
     def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
         u = centered_ranks(fitness)

@@ -74,8 +74,8 @@ class OpenAIES(Strategy):
         if self.hp["antithetic"]:
             self._eps = antithetic_noise(self, self.popsize)
         else:
-            self._eps = self.randn(self.popsize, self.dim)
-        return self.theta + self.sigma * self._eps
+            self._eps = self.randn_buffer(self.popsize)
+        return torch.addcmul(self.theta, self._eps, self.sigma)  # one (P, d) allocation
 
     def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
         u = shape_fitness(fitness, self.hp["fitness_shaping"])

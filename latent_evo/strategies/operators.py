@@ -212,10 +212,11 @@ def gaussian_mutation(
     """Add ``N(0, sigma^2)`` to each gene with probability ``rate``. ``sigma`` and ``rate`` may
     be scalars or per-individual ``(n, 1)`` tensors (self-adaptive / adaptive mutation)."""
     noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+    noise = noise.mul_(sigma).add_(x)  # in place: genomes may be millions of genes wide
     if isinstance(rate, float) and rate >= 1.0:
-        return x + sigma * noise
+        return noise
     mask = torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype) < rate
-    return torch.where(mask, x + sigma * noise, x)
+    return torch.where(mask, noise, x)
 
 
 def reset_mutation(

@@ -54,12 +54,15 @@ class PGPE(Strategy):
 
     def _ask(self) -> Tensor:
         half = self.popsize // 2
-        eps = self.randn(half, self.dim) * self.sigma
-        parts = [eps, -eps]
+        eps = self.noise_buffer(self.popsize)  # reused scratch: no 1 GB allocation at d = 1e6
+        torch.randn((half, self.dim), generator=self.generator, out=eps[:half])
+        eps[:half].mul_(self.sigma)
+        torch.neg(eps[:half], out=eps[half : 2 * half])
         if self.popsize % 2:
-            parts.append(self.randn(1, self.dim) * self.sigma)
-        self._eps = torch.cat(parts)
-        return self.mu + self._eps
+            torch.randn((1, self.dim), generator=self.generator, out=eps[2 * half :])
+            eps[2 * half :].mul_(self.sigma)
+        self._eps = eps
+        return self.mu + eps
 
     def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
         half = self.popsize // 2

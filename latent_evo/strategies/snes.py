@@ -57,8 +57,8 @@ class SNES(Strategy):
         if self.hp["antithetic"]:
             self._s = antithetic_noise(self, self.popsize)
         else:
-            self._s = self.randn(self.popsize, self.dim)
-        return self.mu + self.sigma * self._s
+            self._s = self.randn_buffer(self.popsize)
+        return torch.addcmul(self.mu, self._s, self.sigma)  # one (P, d) allocation
 
     def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
         p = fitness.shape[0]
@@ -70,7 +70,8 @@ class SNES(Strategy):
         u[order] = nes_utilities(p, self.device, self.dtype)
         s = self._s
         grad_mu = u @ s
-        grad_sigma = u @ (s * s - 1)
+        # u @ (s² - 1), squaring the scratch noise buffer in place (saves a (P, d) temporary)
+        grad_sigma = u @ s.square_() - u.sum()
         self.mu = self.mu + self.hp["lr_mean"] * self.sigma * grad_mu
         self.sigma = (self.sigma * torch.exp(0.5 * lr_sigma * grad_sigma)).clamp_min(
             self.hp["sigma_min"]
