@@ -193,7 +193,9 @@ def load_text_file(path: str | os.PathLike, val_fraction: float = 0.1) -> TextDa
     """Any local UTF-8 text file; the last `val_fraction` of it is the validation split."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DatasetMissingError(f"text file {p.name}", p, "Pass the path of an existing UTF-8 text file.")
+        raise DatasetMissingError(
+            f"text file {p.name}", p, "Pass the path of an existing UTF-8 text file."
+        )
     return _split_text(p.stem, p.read_text(encoding="utf-8", errors="replace"), val_fraction)
 
 
@@ -224,7 +226,9 @@ def load_hf_text(
             "Save it locally with `datasets.Dataset.save_to_disk(path)` and pass that path, or go "
             "online (unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) to fetch it from the Hub."
         )
-        raise DatasetMissingError(name_or_path, local if local.exists() else "the HF cache", how) from e
+        raise DatasetMissingError(
+            name_or_path, local if local.exists() else "the HF cache", how
+        ) from e
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise ValueError(f"{name_or_path!r} has splits {list(ds)}, not {split!r}")
@@ -243,7 +247,9 @@ def load_hf_text(
         if max_chars is not None and total >= max_chars:
             break
     text = "\n".join(parts)
-    return _split_text(Path(name_or_path).name, text[:max_chars] if max_chars else text, val_fraction)
+    return _split_text(
+        Path(name_or_path).name, text[:max_chars] if max_chars else text, val_fraction
+    )
 
 
 def load_text(source: str = "pydoc", val_fraction: float = 0.1, **hf_kwargs) -> TextData:
@@ -291,7 +297,9 @@ def load_torchvision(
     Returns normalised float32 `(N, C, H, W)` tensors. `download=True` fetches the files (online only).
     """
     if name not in _TORCHVISION:
-        raise ValueError(f"unknown torchvision dataset {name!r}; valid ones are {sorted(_TORCHVISION)}")
+        raise ValueError(
+            f"unknown torchvision dataset {name!r}; valid ones are {sorted(_TORCHVISION)}"
+        )
     import torchvision.datasets as tvd
 
     cls_name, num_classes, mean, std, layout = _TORCHVISION[name]

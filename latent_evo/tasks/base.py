@@ -85,7 +85,9 @@ class Task:
             raise ValueError(f"task kind must be 'classification' or 'lm', got {kind!r}")
         for split, data in (("train_data", train_data), ("test_data", test_data)):
             if len(data) != 2 or len(data[0]) != len(data[1]) or len(data[0]) == 0:
-                raise ValueError(f"{split} must be a non-empty (inputs, targets) pair of equal length")
+                raise ValueError(
+                    f"{split} must be a non-empty (inputs, targets) pair of equal length"
+                )
         self.name = name
         self.kind = kind
         self.loss_fn = loss_fn or (bits_per_token if kind == "lm" else cross_entropy)
@@ -108,6 +110,7 @@ class Task:
                 template = model()
         self.model: nn.Module = template.eval()
         self.spec = GenomeSpec.from_module(self.model)
+        self._buffer_names = {t.name for t in self.spec if t.kind == "buffer"}
         self.train_data: Batch = tuple(train_data)
         self.test_data: Batch = tuple(test_data)
         self._fixed_batch: Batch | None = None
@@ -134,7 +137,9 @@ class Task:
         )
 
     # ---- genomes ------------------------------------------------------------------------------
-    def init_genomes(self, population: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def init_genomes(
+        self, population: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """`(P, n)` fresh random initialisations, one seed per individual drawn from `generator`."""
         seeds = torch.randint(0, 2**62, (population,), generator=generator).tolist()
         out = torch.empty(population, self.spec.numel, dtype=self.spec.dtype)
@@ -224,7 +229,10 @@ class Task:
 
     # ---- population evaluation ----------------------------------------------------------------
     def _as_params(self, params: Params | torch.Tensor) -> Params:
-        return self.params(params) if torch.is_tensor(params) else params
+        params = self.params(params) if torch.is_tensor(params) else params
+        # Buffers (BN running stats) are read, not learned: autograd cannot differentiate BN in
+        # eval mode w.r.t. them, so they never carry a gradient, even when the genome does.
+        return {k: v.detach() if k in self._buffer_names else v for k, v in params.items()}
 
     def _population_map(
         self, fn: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]], params, batch
