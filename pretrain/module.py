@@ -139,6 +139,8 @@ class CompressorModule(L.LightningModule):
             idx = (task_id == t).nonzero().squeeze(1)
             if idx.numel() == 0:
                 continue
+            if task.device != self.device:  # configure_model runs before the strategy moves us
+                task.to(self.device)
             x, y = task.sample_batch(self.generator, self.hparams.fitness_batch_size)
             f_hat = task.fitness(spec.unflatten(w_hat[idx]), (x, y))  # (b,)
             with torch.no_grad():
@@ -239,10 +241,12 @@ class CompressorModule(L.LightningModule):
 
         dm = self.trainer.datamodule
         results = {}
-        for t, (zoo, task) in enumerate(zip(dm.split(split), self.tasks, strict=True)):
-            name = self.task_names[t] if len(self.tasks) > 1 else ""
-            sub = out_dir / name if name else out_dir
-            results[name or self.task_names[0]] = evaluate_compressor(
+        for zoo, task in zip(dm.split(split), self.tasks, strict=True):
+            key = str(zoo.card.get("name") or task.name)
+            key = key if key not in results else f"{key}-{len(results)}"  # the same zoo twice
+            # one zoo: files straight in out_dir; several: a sub-directory per zoo
+            sub = out_dir / key if len(self.tasks) > 1 else out_dir
+            results[key] = evaluate_compressor(
                 self.compressor,
                 zoo,
                 task,
@@ -255,10 +259,10 @@ class CompressorModule(L.LightningModule):
         return results
 
     def on_test_epoch_end(self) -> None:
+        ckpt = self.trainer.ckpt_path
+        out = Path(ckpt).parent if ckpt else self.run_dir()  # run_dir() is a collective under DDP
         if not self.trainer.is_global_zero:
             return
-        ckpt = self.trainer.ckpt_path
-        out = Path(ckpt).parent if ckpt else self.run_dir()
         results = self.evaluate("test", out)
         self.last_evaluation = results
         for task, r in results.items():
@@ -273,9 +277,11 @@ class CompressorModule(L.LightningModule):
                     self.log(f"test_eval/{task}/{k}", r[k], rank_zero_only=True)
 
     def on_fit_end(self) -> None:
-        if not (self.hparams.export and self.trainer.is_global_zero):
+        if not self.hparams.export:
             return
-        run = self.run_dir()
+        run = self.run_dir()  # on every process: trainer.log_dir broadcasts under DDP
+        if not self.trainer.is_global_zero:
+            return
         export = run / "compressor"
         self.compressor.save_pretrained(export)
         # held-out models (test split) next to a same-sized sample of training models

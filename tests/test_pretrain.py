@@ -93,27 +93,25 @@ def test_fit_logs_every_term_saves_config_and_resumes(zoo, tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 2
 
-    # resume into a logger-less directory, then `validate` there: the second config.yaml in the
-    # same directory must overwrite the first rather than abort
+    # resume into a logger-less directory, then `validate` and `test` there: each writes config.yaml
+    # into the same directory, which must overwrite the previous one rather than abort
     out = tmp_path / "b"
     resume = ["--trainer.logger", "false", "--trainer.default_root_dir", str(out)]
     two_epochs = ["--trainer.limit_train_batches", "2", "--trainer.max_epochs", "2"]
     assert _fit([*common, *resume, *two_epochs, "--ckpt_path", str(last)]) == 0
-    resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    resumed = torch.load(ckpt, weights_only=False)
     assert resumed["global_step"] == 4 and resumed["epoch"] == 1 and "pretrain_generator" in resumed
     from latent_evo.pretrain.cli import main
 
-    argv = [
-        "validate",
-        "--config",
-        TINY,
-        *common,
-        *resume,
-        "--ckpt_path",
-        str(out / "checkpoints" / "last.ckpt"),
-    ]
-    assert main(argv) == 0
+    for sub in ("validate", "test"):
+        assert main([sub, "--config", TINY, *common, *resume, "--ckpt_path", str(ckpt)]) == 0
     assert (out / "config.yaml").is_file()
+    # `test` evaluates each zoo's held-out models; results lie next to the checkpoint
+    for key in ("mnist1d-mlp-tiny", "mnist1d-mlp-tiny-1"):
+        ev = json.loads((out / "checkpoints" / key / "evaluation.json").read_text())
+        assert ev["split"] == "test" and isinstance(ev["retention_mean"], float)
+        assert (out / "checkpoints" / key / "retention.png").is_file()
 
 
 def test_architecture_mismatch_is_a_clear_error(zoo, tmp_path, capsys):
