@@ -215,23 +215,25 @@ class Tokenizer:
             rows = max(1, block // max(self.spec.numel, 1))  # bound float64 temporaries
             genomes = g.split(rows)
         nt = len(self.spec)
-        elem_tensor = torch.repeat_interleave(
-            torch.arange(nt), torch.tensor(self.spec.numels)
-        )  # (n,)
         numels = torch.tensor(self.spec.numels, dtype=torch.float64)
         count = torch.zeros((), dtype=torch.float64)  # genomes seen so far
         mean = torch.zeros(nt, dtype=torch.float64)
         m2 = torch.zeros(nt, dtype=torch.float64)  # sum of squared deviations
         for batch in genomes:
             self.spec.check_genome(batch, what="genome batch")
-            b = batch.reshape(-1, self.spec.numel).to(torch.float64)  # (B, n) on its own device
-            et = elem_tensor.to(b.device)
+            b = batch.reshape(-1, self.spec.numel)  # (B, n) on its own device
             nb = b.shape[0] * numels  # (nt,) values per tensor in this batch
-            sums = b.new_zeros(nt).index_add_(0, et, b.sum(0))  # (nt,)
-            bmean_dev = sums / nb.to(b.device).clamp(min=1)
-            dev = ((b - bmean_dev[et]) ** 2).sum(0)  # (n,) centred on the batch mean
-            bm2 = b.new_zeros(nt).index_add_(0, et, dev).cpu()  # (nt,)
-            bmean = bmean_dev.cpu()
+            # one fused reduction per tensor (a loop over tensors, not values); float64 so that
+            # large tensors do not lose the small variance of their weights
+            stats = [
+                torch.var_mean(part.double(), correction=0)
+                if part.numel()
+                else (torch.zeros(()),) * 2
+                for part in b.split(self.spec.numels, dim=1)  # views (B, numel_i)
+            ]
+            bvar = torch.stack([v.cpu() for v, _ in stats]).double()  # (nt,)
+            bmean = torch.stack([m.cpu() for _, m in stats]).double()  # (nt,)
+            bm2 = bvar * nb
             na = count * numels  # (nt,)
             tot = (na + nb).clamp(min=1)
             delta = bmean - mean
