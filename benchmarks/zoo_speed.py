@@ -1,0 +1,138 @@
+"""Zoo generation speed: vectorised cohort training vs one model at a time, and zoo size on disk.
+
+    .venv/bin/python benchmarks/zoo_speed.py [--models 64] [--sequential 4] [--epochs 1]
+
+Trains MNIST-1D MLP models (the default zoo's task, 40-100-100-10) for `--epochs` epochs with
+Adam, batch 128: `--models` at once with `train_cohort` (vmap over the population), and
+`--sequential` one after another with `torch.optim.AdamW` (`train_sequential`, the usual loop).
+Writes benchmarks/results/zoo.md. Threads are pinned to 2 (the reference machine has 2 cores);
+the 1-minute load average is recorded because a shared machine skews every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from latent_evo.zoo.format import ZooWriter
+from latent_evo.zoo.trainer import train_cohort, train_sequential
+
+from latent_evo.tasks import get_task
+
+RESULTS = Path(__file__).resolve().parent / "results" / "zoo.md"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _hparams(p: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    return dict(
+        lr=torch.exp(torch.empty(p).uniform_(-7, -4.6, generator=gen)),
+        weight_decay=torch.full((p,), 1e-4),
+        epochs=torch.full((p,), 1, dtype=torch.int64),
+        order_seeds=torch.arange(p),
+        batch_size=128,
+    )
+
+
+def time_training(task, p: int, epochs: int, vectorised: bool) -> float:
+    """Model-epochs per second for `p` models trained `epochs` epochs."""
+    init = task.spec.unflatten(task.init_genomes(p, torch.Generator().manual_seed(1)))
+    kw = _hparams(p)
+    kw["epochs"] = torch.full((p,), epochs, dtype=torch.int64)
+    x, y = task.train_data
+    fn = train_cohort if vectorised else train_sequential
+    if vectorised:  # warm-up: first vmap trace
+        small = {k: v[:2] for k, v in init.items()}
+        train_cohort(task.model, task.loss_fn, small, x[:256], y[:256], **_hparams(2))
+    t0 = time.perf_counter()
+    fn(task.model, task.loss_fn, init, x, y, **kw)
+    return p * epochs / (time.perf_counter() - t0)
+
+
+def disk_per_1000(task) -> tuple[float, float]:
+    """MiB on disk of a 1,000-checkpoint zoo (shards + metadata) and of the raw float32 genomes."""
+    root = Path(tempfile.mkdtemp(prefix="zoo-size-"))
+    try:
+        w = ZooWriter(root / "z", task.spec, task.name, shard_size=1024)
+        w.start(resume=False)
+        g = torch.randn(1000, task.spec.numel, generator=torch.Generator().manual_seed(0)) * 0.1
+        rows = [
+            {
+                "model_id": i // 5,
+                "epoch": i % 5,
+                "test_loss": 1.0,
+                "lr": 1e-3,
+                "hparams": '{"lr": 0.001}',
+            }
+            for i in range(1000)
+        ]
+        w.write_part("p", g, rows)
+        w.finalize()
+        size = sum(f.stat().st_size for f in (root / "z").rglob("*") if f.is_file())
+        return size / 2**20, g.numel() * 4 / 2**20
+    finally:
+        shutil.rmtree(root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", type=int, default=64, help="models in the vectorised cohort")
+    ap.add_argument("--sequential", type=int, default=4, help="models trained one at a time")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    task = get_task("mnist1d-mlp", device="cpu")
+    load0 = os.getloadavg()[0]
+    vec = time_training(task, args.models, args.epochs, vectorised=True)
+    seq = time_training(task, args.sequential, args.epochs, vectorised=False)
+    load1 = os.getloadavg()[0]
+    mib, raw = disk_per_1000(task)
+    steps = -(-len(task.train_data[0]) // 128)
+    lines = [
+        "# Zoo generation speed (MNIST-1D MLP 40-100-100-10, 15,210 params)",
+        "",
+        f"Machine: {_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}. "
+        f"1-min load average {load0:.1f} -> {load1:.1f} during the run (the machine is shared; "
+        "a load above 2 means other processes took CPU time from these measurements).",
+        "",
+        f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/zoo_speed.py', *sys.argv[1:]])}`",
+        "",
+        f"Adam, batch 128, {len(task.train_data[0])} training examples ({steps} steps per epoch).",
+        "",
+        "| training | models | model-epochs / s | models / s (12-epoch models) | speed-up |",
+        "|---|---|---|---|---|",
+        f"| vectorised cohort (`train_cohort`, vmap) | {args.models} | {vec:.2f} | {vec / 12:.3f} | {vec / seq:.1f}x |",
+        f"| one model at a time (`torch.optim.AdamW`) | {args.sequential} | {seq:.2f} | {seq / 12:.3f} | 1.0x |",
+        "",
+        "| zoo size on disk | MiB |",
+        "|---|---|",
+        f"| per 1,000 checkpoints (shards + metadata + card + stats) | {mib:.1f} |",
+        f"| of which raw float32 genomes | {raw:.1f} |",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
