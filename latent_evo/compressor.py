@@ -45,7 +45,9 @@ class CompressorConfig:
     num_latents: int = 16  # K learned latent queries
     latent_dim: int = 8  # Z: width of one latent; the search space has s = K * Z dims (<= 256)
     decoder_layers: int = 1  # blocks over the K latents before keys/values: per genome, not token
-    decoder_heads: int = 1  # readout heads; per-token cost is 2*K*(D + heads*C) FLOPs
+    # readout heads: per-token cost is 2*K*(D + heads*C) FLOPs; heads*K >= C lets a token's chunk
+    # span every direction (with 1 head, each token is a mix of only K value vectors)
+    decoder_heads: int = 4
     decoder_token_layers: int = 0  # windowed self-attn among output tokens: richer, ~24*D^2/token
     decoder_window: int = 64  # window of those token blocks; decode blocks are multiples of it
     decode_block_size: int = 2048  # tokens per streamed decode block: bounds decode memory
@@ -360,7 +362,7 @@ class Compressor(GenomeAutoencoder, PyTorchModelHubMixin, **_HUB):
     # ---- cost model -------------------------------------------------------------------------
     def decoder_flops(self, include_queries: bool = False) -> dict[str, float]:
         """Analytic FLOPs of decoding ONE genome (2 per multiply-add; softmax 5, GELU 8, LayerNorm
-        8 per element). `include_queries` adds the z-independent per-token work, paid only when
+        8 per element; window/sequence edges ignored, so local attention is a slight overcount). `include_queries` adds the z-independent per-token work, paid only when
         the query cache is off (training, or a spec too big to cache)."""
         cfg = self.config
         C, D, K, Z, T = (
@@ -372,21 +374,22 @@ class Compressor(GenomeAutoencoder, PyTorchModelHubMixin, **_HUB):
         )
         Hd, c_out = cfg.decoder_heads, D if cfg.decoder_token_layers else C
 
-        def block(S: int, W: int) -> tuple[float, float]:  # (matmul, other) per sequence of S
-            mm = S * (2 * 4 * D * D + 2 * 8 * D * D + 4 * min(S, W) * D)
-            return mm, S * (2 * 8 * D + 4 * D * 8 + 5 * cfg.n_heads * min(S, W))
+        def block(S: int, W: int) -> tuple[float, float, float]:  # (linear, sdpa, other) for S
+            lin, att = S * (2 * 4 * D * D + 2 * 8 * D * D), S * 4 * min(S, W) * D
+            return lin, att, S * (2 * 8 * D + 4 * D * 8 + 5 * cfg.n_heads * min(S, W))
 
         mm_g = 2 * K * Z * D + 2 * 2 * K * D * D + 2 * K * D * c_out  # z_up, k/v, fold w_out
-        el_g = 8 * K * D
+        sdpa_g, el_g = 0.0, 8 * K * D
         for _ in range(cfg.decoder_layers):
-            mm, el = block(K, K)
-            mm_g, el_g = mm_g + mm, el_g + el
-        mm_t = 2 * K * D + 2 * Hd * K * c_out  # scores (all heads) + readout
+            lin, att, el = block(K, K)
+            mm_g, sdpa_g, el_g = mm_g + lin + att, sdpa_g + att, el_g + el
+        mm_t, sdpa_t = 2 * K * D + 2 * Hd * K * c_out, 0.0  # scores (all heads) + readout
         el_t = 5 * Hd * K + (12 * C if self.out is None else 0)
         if self.out is not None:
+            W = cfg.decoder_window
             for _ in range(cfg.decoder_token_layers):
-                mm, el = block(cfg.decoder_window, cfg.decoder_window)
-                mm_t, el_t = mm_t + mm / cfg.decoder_window, el_t + el / cfg.decoder_window
+                lin, att, el = block(W, W)
+                mm_t, sdpa_t, el_t = mm_t + (lin + att) / W, sdpa_t + att / W, el_t + el / W
             mm_t, el_t = mm_t + 2 * D * C, el_t + 8 * D + C
         el_t += C  # padding mask
         if include_queries:
@@ -399,7 +402,8 @@ class Compressor(GenomeAutoencoder, PyTorchModelHubMixin, **_HUB):
         return {
             "per_genome": mm_g + el_g,
             "per_token": mm_t + el_t,
-            "matmul": matmul,
+            "matmul": matmul,  # all matrix products, attention inside SDPA included
+            "sdpa": sdpa_g + T * sdpa_t,  # the part inside scaled_dot_product_attention
             "total": total,
             "per_param": total / self.spec.numel,
         }
