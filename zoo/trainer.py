@@ -166,6 +166,7 @@ def train_cohort(
     )
     train = opt.params()  # views of the optimiser's flat buffer, updated in place
     rows = torch.arange(pop, device=device).unsqueeze(1)  # (P, 1)
+    targets = targets.to(device) if targets is not None else None
 
     def checkpoint(epoch: int) -> None:
         due = [i for i in range(pop) if epoch in schedules[i]]
@@ -182,7 +183,7 @@ def train_cohort(
         for start in range(0, n_examples, batch_size):
             idx = order[:, start : start + batch_size]  # (P, B)
             xb = x[idx]  # (P, B, ...)
-            yb = targets.to(device)[rows, idx] if targets is not None else y[idx]  # (P, B, ...)
+            yb = targets[rows, idx] if targets is not None else y[idx]  # (P, B, ...)
             grads = grad_fn(train, const, xb, yb)
             opt.step(grads, act_mask)
             if on_step is not None:
