@@ -45,7 +45,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(
-    root: str | Path, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], keep: int = 2
+    root: str | Path,
+    name: str,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    keep: int = 2,
 ) -> Path:
     """Write `root/name/` atomically and point `root/latest` at it; keep the newest `keep`."""
     root = Path(root)

@@ -53,7 +53,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def _make_strategy(cfg: StrategyConfig, dim: int, device: torch.device, seed: int) -> Strategy:
-    return get_strategy(cfg.name, dim=dim, popsize=cfg.popsize, device=device, seed=seed, **cfg.hparams)
+    return get_strategy(
+        cfg.name, dim=dim, popsize=cfg.popsize, device=device, seed=seed, **cfg.hparams
+    )
 
 
 def _strategy_points(strategy: Strategy) -> Tensor:
@@ -87,8 +89,10 @@ class LatentEvolution:
         if cfg.mode == "auto":
             cfg.mode = "latent" if has_compressor else "direct"
         elif cfg.mode != "direct" and not has_compressor:
-            raise ValueError(f"mode {cfg.mode!r} needs a compressor (a Compressor, a path, or "
-                             "`compressor:` in the config); use mode='direct' without one")
+            raise ValueError(
+                f"mode {cfg.mode!r} needs a compressor (a Compressor, a path, or "
+                "`compressor:` in the config); use mode='direct' without one"
+            )
         self.cfg = cfg.validate()
         self.device = resolve_device(device if device is not None else cfg.device)
         self.task = resolve_task(task, fitness_fn, dict(cfg.task.overrides))
@@ -106,7 +110,9 @@ class LatentEvolution:
                 )
             self.strategy = strategy
         else:
-            self.strategy = _make_strategy(cfg.strategy, self.space.dim, self.device, seed_ + _SEED_STRATEGY)
+            self.strategy = _make_strategy(
+                cfg.strategy, self.space.dim, self.device, seed_ + _SEED_STRATEGY
+            )
         self.direct_strategy: Strategy | None = None  # created at the first switch
         self.warmup_strategy: Strategy | None = None
         self.rng = torch.Generator().manual_seed(seed_)  # init draws, fine-tune minibatches
@@ -211,7 +217,9 @@ class LatentEvolution:
         elif cfg.kind == "prior":
             if self.compressor is None:
                 raise ValueError("init.kind='prior' needs a compressor")
-            codes = self.compressor.sample(P, torch.Generator(self.device).manual_seed(self.cfg.seed))
+            codes = self.compressor.sample(
+                P, torch.Generator(self.device).manual_seed(self.cfg.seed)
+            )
         if self.cfg.mode == "residual":
             self._init_residual(genomes, codes)
         elif genomes is not None or codes is not None:
@@ -231,6 +239,8 @@ class LatentEvolution:
         space: ResidualSpace = self.space  # type: ignore[assignment]
         if self.cfg.residual.base:
             base = load_network_genome(self.cfg.residual.base, self.task.spec).to(self.device)
+            self._record_best(self._evaluate_genomes(base[None]), base[None])
+            self.evaluations += 1
         else:
             if genomes is None:
                 with torch.no_grad():
@@ -316,7 +326,9 @@ class LatentEvolution:
         archive (and may find the best genome itself: its evaluations are real)."""
         if self.warmup_strategy is None:
             wcfg = self.cfg.finetune.warmup.strategy
-            self.warmup_strategy = _make_strategy(wcfg, self.n, self.device, self.cfg.seed + _SEED_WARMUP)
+            self.warmup_strategy = _make_strategy(
+                wcfg, self.n, self.device, self.cfg.seed + _SEED_WARMUP
+            )
             self.warmup_strategy.init(mean=self.best_genome)
         xd = self.warmup_strategy.ask()
         fd, gd = self._evaluate(self.direct_space, xd)
@@ -342,7 +354,9 @@ class LatentEvolution:
             and self.generation >= self.cfg.generations - sw.final_direct_generations
         )
         if self.phase == "latent" and (final or self._stalled()):
-            reason = "final direct refinement" if final else f"stall: < {sw.tol} in {sw.window} gens"
+            reason = (
+                "final direct refinement" if final else f"stall: < {sw.tol} in {sw.window} gens"
+            )
             if self.direct_strategy is None:
                 self.direct_strategy = _make_strategy(
                     sw.strategy, self.n, self.device, self.cfg.seed + _SEED_DIRECT
@@ -510,9 +524,14 @@ class LatentEvolution:
         if "cuda_rng" in tensors and dev.type == "cuda":
             torch.cuda.set_rng_state(tensors["cuda_rng"], dev)
         self.strategy.load_state_dict(ckpt.unprefixed("strategy", tensors))
-        self.space.load_state_dict({k: v.to(dev) for k, v in ckpt.unprefixed("space", tensors).items()})
+        self.space.load_state_dict(
+            {k: v.to(dev) for k, v in ckpt.unprefixed("space", tensors).items()}
+        )
         sw, wu = self.cfg.switch.strategy, self.cfg.finetune.warmup.strategy
-        for name, scfg, off in (("direct_strategy", sw, _SEED_DIRECT), ("warmup_strategy", wu, _SEED_WARMUP)):
+        for name, scfg, off in (
+            ("direct_strategy", sw, _SEED_DIRECT),
+            ("warmup_strategy", wu, _SEED_WARMUP),
+        ):
             sd = ckpt.unprefixed(name, tensors)
             if sd:
                 s = _make_strategy(scfg, self.n, dev, self.cfg.seed + off)
@@ -532,7 +551,9 @@ class LatentEvolution:
         if not is_main():
             return None
         tensors, meta = self.state_dict()
-        return ckpt.save_checkpoint(Path(root) / "checkpoints", f"gen-{self.generation:06d}", tensors, meta)
+        return ckpt.save_checkpoint(
+            Path(root) / "checkpoints", f"gen-{self.generation:06d}", tensors, meta
+        )
 
     def load(self, root: str | Path) -> None:
         path = Path(root) / "checkpoints"

@@ -179,7 +179,9 @@ def _run(cfg: EvolveConfig, run_dir: Path, resume: bool, progress: bool) -> int:
     if resume and (run_dir / "checkpoints").exists():
         run.load(run_dir)
         if main_rank:
-            print(f"resumed {run_dir} at generation {run.generation} ({run.evaluations} evaluations)")
+            print(
+                f"resumed {run_dir} at generation {run.generation} ({run.evaluations} evaluations)"
+            )
     t0 = time.time()
     result = run.run(checkpoint_dir=run_dir, progress=progress)
     if not main_rank:

@@ -64,9 +64,7 @@ class SwitchConfig:
     tol: float = 1e-3
     #: direct-space strategy used after a switch (dim = genome size)
     strategy: StrategyConfig = field(
-        default_factory=lambda: StrategyConfig(
-            "openai_es", 32, {"sigma_init": 0.02, "lr": 0.01}
-        )
+        default_factory=lambda: StrategyConfig("openai_es", 32, {"sigma_init": 0.02, "lr": 0.01})
     )
     #: switch back to latent space when the direct phase stalls too
     back: bool = False
@@ -147,7 +145,9 @@ class EvolveConfig:
         if self.fitness_batch not in ("fixed", "step"):
             raise ConfigError(f"fitness_batch: must be fixed or step, got {self.fitness_batch!r}")
         if not 0 < self.surrogate.fraction <= 1:
-            raise ConfigError(f"surrogate.fraction: must be in (0, 1], got {self.surrogate.fraction}")
+            raise ConfigError(
+                f"surrogate.fraction: must be in (0, 1], got {self.surrogate.fraction}"
+            )
         if self.init.kind not in ("prior", "zoo", "network", "task", "zeros"):
             raise ConfigError(f"init.kind: unknown {self.init.kind!r}")
         if self.init.kind in ("zoo", "network") and not self.init.path:

@@ -94,7 +94,7 @@ def finetune(
     batch_fn: Callable[[int], Any],
     fitness_weight: float = 1.0,
     head_weight: float = 0.1,
-    eval_size: int = 256,
+    eval_size: int = 64,
 ) -> dict[str, float]:
     """`steps` Adam steps on archive minibatches; returns the archive loss before and after
     (on a fixed evaluation sample, so the two numbers are comparable)."""
@@ -127,7 +127,11 @@ def finetune(
         opt.step()
     compressor.eval()
     after = archive_loss()
-    return {"loss_before": before, "loss_after": after, **{f"last_{k}": v for k, v in parts.items()}}
+    return {
+        "loss_before": before,
+        "loss_after": after,
+        **{f"last_{k}": v for k, v in parts.items()},
+    }
 
 
 def reencode(
