@@ -40,9 +40,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs (B, ...), targets (B, ...))
 Params = dict[str, torch.Tensor]  # {name: (P, *shape)}
 
 LN2 = math.log(2.0)
-# Working-set budget per vmapped chunk on CPU: chunks that fit in the caches beat both one giant
-# vmap (hundreds of MB of temporaries) and a Python loop (see benchmarks/results/tasks.md).
-CPU_CHUNK_BYTES = 64 * 2**20
+# Working-set budget per vmapped chunk on CPU, about half a server L3 (32 MiB on the dev EPYC):
+# chunks that stay in cache beat one giant vmap (hundreds of MB of temporaries, 5x slower than
+# chunks of 4-16 MLPs here) and a Python loop (see benchmarks/results/tasks.md).
+CPU_CHUNK_BYTES = 16 * 2**20
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -213,7 +214,7 @@ class Task:
         """Genomes per vmapped chunk: as many as fit a working-set budget.
 
         Per genome we count its weights plus ~3x the activations of the batch (outputs, their
-        temporaries and the loss). Budget: `chunk_bytes`, else 64 MiB on CPU and a quarter of the
+        temporaries and the loss). Budget: `chunk_bytes`, else 16 MiB on CPU and a quarter of the
         free memory on CUDA.
         """
         itemsize = torch.finfo(self.spec.dtype).bits // 8

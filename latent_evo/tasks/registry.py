@@ -18,10 +18,9 @@ import torch
 from latent_evo import data as D
 from latent_evo.tasks.base import Task
 
-_TASK_ARGS = [
-    p for p in inspect.signature(Task.__init__).parameters if p not in ("self", "name", "model")
-]
-_TASK_ARGS = [p for p in _TASK_ARGS if p not in ("train_data", "test_data", "kind")]
+# Task arguments a user may override (the rest come from the entry: name, model, data, kind).
+_FIXED = ("self", "name", "model", "train_data", "test_data", "kind")
+_TASK_ARGS = [p for p in inspect.signature(Task.__init__).parameters if p not in _FIXED]
 
 
 @dataclass(frozen=True)
