@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 TENSORS = "state.safetensors"
 META = "state.json"
@@ -117,3 +118,79 @@ def prefixed(prefix: str, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 def unprefixed(prefix: str, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     p = prefix + "."
     return {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
+
+
+class CheckpointMixin:
+    """`state_dict` / `load_state_dict` / `save` / `load` of `LatentEvolution`: strategies
+    (all three), search-space state (residual base), archive, fine-tuned compressor, the run's
+    generator and torch's global RNG (training noise), counters, history and events."""
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """(tensors, JSON-able metadata): everything needed to continue bit-identically."""
+        t: dict[str, Tensor] = {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state()}
+        t.update(prefixed("strategy", self.strategy.state_dict()))
+        t.update(prefixed("space", self.space.state_dict()))
+        for name in ("direct_strategy", "warmup_strategy"):
+            s = getattr(self, name)
+            if s is not None:
+                t.update(prefixed(name, s.state_dict()))
+        if self.archive is not None:
+            t.update(prefixed("archive", self.archive.state_dict()))
+            t.update(prefixed("compressor", self.compressor.state_dict()))
+        if self.best_genome is not None:
+            t["best_genome"] = self.best_genome
+        if self.device.type == "cuda":
+            t["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        meta = {
+            "generation": self.generation, "evaluations": self.evaluations,
+            "saved_evaluations": self.saved_evaluations, "best_fitness": self.best_fitness,
+            "phase": self.phase, "last_switch": self.last_switch, "warmup_active": self.warmup_active,
+            "initialized": self.initialized, "history": self.history, "events": self.events,
+            "config": self.cfg.to_dict(),
+        }  # fmt: skip
+        return t, meta
+
+    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        from latent_evo.hybrid import SEED_DIRECT, SEED_WARMUP, make_strategy
+
+        dev = self.device
+        self.rng.set_state(tensors["rng"])
+        torch.set_rng_state(tensors["torch_rng"])
+        if "cuda_rng" in tensors and dev.type == "cuda":
+            torch.cuda.set_rng_state(tensors["cuda_rng"], dev)
+        self.strategy.load_state_dict(unprefixed("strategy", tensors))
+        self.space.load_state_dict({k: v.to(dev) for k, v in unprefixed("space", tensors).items()})
+        sw, wu = self.cfg.switch.strategy, self.cfg.finetune.warmup.strategy
+        for name, scfg, off in (
+            ("direct_strategy", sw, SEED_DIRECT),
+            ("warmup_strategy", wu, SEED_WARMUP),
+        ):
+            sd = unprefixed(name, tensors)
+            if sd:
+                s = make_strategy(scfg, self.n, dev, self.cfg.seed + off)
+                s.load_state_dict(sd)
+                setattr(self, name, s)
+        if self.archive is not None:
+            self.archive.load_state_dict(unprefixed("archive", tensors))
+            self.compressor.load_state_dict(unprefixed("compressor", tensors))
+            self.compressor.eval()
+        self.best_genome = tensors["best_genome"].to(dev) if "best_genome" in tensors else None
+        for k in ("generation", "evaluations", "saved_evaluations", "best_fitness", "phase",
+                  "last_switch", "warmup_active", "initialized", "history", "events"):  # fmt: skip
+            setattr(self, k, meta[k])
+
+    def save(self, root: str | Path) -> Path | None:
+        """Atomic checkpoint under `root/checkpoints/` (rank 0 only when distributed)."""
+        from latent_evo.distributed import is_main
+
+        if not is_main():
+            return None
+        tensors, meta = self.state_dict()
+        return save_checkpoint(
+            Path(root) / "checkpoints", f"gen-{self.generation:06d}", tensors, meta
+        )
+
+    def load(self, root: str | Path) -> None:
+        path = Path(root) / "checkpoints"
+        tensors, meta = load_checkpoint(path if path.exists() else root)
+        self.load_state_dict(tensors, meta)

@@ -33,17 +33,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latent_evo import checkpoint as ckpt
+from latent_evo.checkpoint import CheckpointMixin
 from latent_evo.distributed import is_main, shard_map
-from latent_evo.evolve_config import EvolveConfig, StrategyConfig
+from latent_evo.evolve_config import EvolveConfig
 from latent_evo.evolve_init import EvolveResult, checked_fitness, genome_to_module, resolve_task
-from latent_evo.finetune import Archive, finetune, reencode
+from latent_evo.finetune import Archive
+from latent_evo.hybrid import SEED_STRATEGY, HybridMixin, make_strategy
 from latent_evo.spaces import DirectSpace, LatentSpace, ResidualSpace, SearchSpace
-from latent_evo.strategies import Strategy, get_strategy
+from latent_evo.strategies import Strategy
 
 Callback = Callable[["LatentEvolution", dict[str, Any]], None]
-# Offsets of the seeds of the run's independent random streams (strategy / switch / warm-up).
-_SEED_STRATEGY, _SEED_DIRECT, _SEED_WARMUP = 1, 2, 3
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -52,19 +51,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def _make_strategy(cfg: StrategyConfig, dim: int, device: torch.device, seed: int) -> Strategy:
-    return get_strategy(
-        cfg.name, dim=dim, popsize=cfg.popsize, device=device, seed=seed, **cfg.hparams
-    )
-
-
-def _strategy_points(strategy: Strategy) -> Tensor:
-    """The strategy's current state as points `(k, d)`: a GA's population, an ES's mean."""
-    pop = getattr(strategy, "population", None)
-    return pop if torch.is_tensor(pop) and pop.ndim == 2 else strategy.mean[None]
-
-
-class LatentEvolution:
+class LatentEvolution(HybridMixin, CheckpointMixin):
     """One evolution run. `strategy` is a registered name or a `Strategy` instance (whose `dim`
     must match the search space); `compressor` a `Compressor`, a path, or None (direct mode)."""
 
@@ -110,8 +97,8 @@ class LatentEvolution:
                 )
             self.strategy = strategy
         else:
-            self.strategy = _make_strategy(
-                cfg.strategy, self.space.dim, self.device, seed_ + _SEED_STRATEGY
+            self.strategy = make_strategy(
+                cfg.strategy, self.space.dim, self.device, seed_ + SEED_STRATEGY
             )
         self.direct_strategy: Strategy | None = None  # created at the first switch
         self.warmup_strategy: Strategy | None = None
@@ -294,149 +281,6 @@ class LatentEvolution:
             cb(self, record)
         return record
 
-    def _screened_evaluation(self, space, x, record) -> tuple[Tensor, Tensor, Tensor]:
-        """Rank the pool by the fitness head; evaluate only the top fraction. Unevaluated
-        offspring are told a fitness worse than every evaluated one, in the head's order, so a
-        rank-based strategy sees a consistent ranking."""
-        P = x.shape[0]
-        k = max(1, math.ceil(self.cfg.surrogate.fraction * P))
-        z = x + space.anchor if isinstance(space, ResidualSpace) else x
-        with torch.no_grad():
-            pred = self.compressor.predict_fitness(z).reshape(-1).float()  # (P,)
-        order = torch.argsort(pred, stable=True)
-        top = order[:k]
-        f_top, g = self._evaluate(space, x[top])
-        rest = order[k:]
-        f_all = torch.empty(P, device=x.device)
-        f_all[top] = f_top
-        if len(rest):
-            worst = torch.nan_to_num(f_top, nan=0.0, posinf=0.0).max()
-            f_all[rest] = worst + 1.0 + (pred[rest] - pred[rest].min())
-        self.saved_evaluations += P - k
-        # agreement: fraction of concordant pairs between head and truth among the evaluated
-        dp = pred[top][:, None] - pred[top][None, :]
-        dt = f_top[:, None] - f_top[None, :]
-        mask = torch.triu(torch.ones(k, k, dtype=torch.bool, device=x.device), 1)
-        agree = float(((dp * dt)[mask] > 0).float().mean()) if k > 1 else float("nan")
-        record.update(surrogate_agreement=agree, saved_evaluations=self.saved_evaluations)
-        return f_all, f_top, g
-
-    def _warmup_step(self) -> None:
-        """The direct-space population of the warm-up phase: evolves alongside, feeds the
-        archive (and may find the best genome itself: its evaluations are real)."""
-        if self.warmup_strategy is None:
-            wcfg = self.cfg.finetune.warmup.strategy
-            self.warmup_strategy = _make_strategy(
-                wcfg, self.n, self.device, self.cfg.seed + _SEED_WARMUP
-            )
-            self.warmup_strategy.init(mean=self.best_genome)
-        xd = self.warmup_strategy.ask()
-        fd, gd = self._evaluate(self.direct_space, xd)
-        self.warmup_strategy.tell(fd)
-        self._record_best(fd, gd)
-        self.archive.add(gd, fd)
-
-    # ------------------------------------------------------------------ switching / rebasing
-    def _stalled(self) -> bool:
-        w = self.cfg.switch.window
-        if self.generation - self.last_switch < w or len(self.history) < w:
-            return False
-        old = self.history[-w]["best_fitness"]
-        return old - self.best_fitness < self.cfg.switch.tol
-
-    def _maybe_switch(self) -> None:
-        sw = self.cfg.switch
-        if not sw.enabled or self.cfg.mode == "direct":
-            return
-        final = (
-            sw.final_direct_generations > 0
-            and self.cfg.generations is not None
-            and self.generation >= self.cfg.generations - sw.final_direct_generations
-        )
-        if self.phase == "latent" and (final or self._stalled()):
-            reason = (
-                "final direct refinement" if final else f"stall: < {sw.tol} in {sw.window} gens"
-            )
-            if self.direct_strategy is None:
-                self.direct_strategy = _make_strategy(
-                    sw.strategy, self.n, self.device, self.cfg.seed + _SEED_DIRECT
-                )
-                self.direct_strategy.init(mean=self.best_genome)
-            else:
-                self.direct_strategy.set_mean(self.best_genome)
-            self._switch("direct", reason)
-        elif self.phase == "direct" and sw.back and not final and self._stalled():
-            self._recentre_latent(self.best_genome)
-            self._switch("latent", f"direct stall: < {sw.tol} in {sw.window} gens")
-
-    def _switch(self, phase: str, reason: str) -> None:
-        self.events.append(
-            {"generation": self.generation, "event": "switch", "from": self.phase, "to": phase,
-             "reason": reason, "best_fitness": self.best_fitness, "evaluations": self.evaluations}
-        )  # fmt: skip
-        self.phase = phase
-        self.last_switch = self.generation
-
-    def _recentre_latent(self, genome: Tensor) -> None:
-        """Continue latent search from `genome`: residual re-bases on it exactly; latent mode
-        re-centres on its encoding."""
-        if isinstance(self.space, ResidualSpace):
-            old_anchor = self.space.anchor
-            self.space.set_base(genome)
-            self.strategy.set_mean(self.strategy.mean + old_anchor - self.space.anchor)
-        else:
-            with torch.no_grad():
-                self.strategy.set_mean(self.space.from_genomes(genome[None])[0])
-        self.strategy.reset_best()
-
-    def _maybe_rebase(self) -> None:
-        k = self.cfg.residual.rebase_every
-        if not isinstance(self.space, ResidualSpace) or self.phase != "latent" or not k:
-            return
-        if self.generation % k or torch.equal(self.best_genome, self.space.base):
-            return
-        # keep every candidate's latent point: anchor moves by delta, the strategy by -delta
-        old_anchor = self.space.anchor
-        self.space.set_base(self.best_genome)
-        self.strategy.set_mean(self.strategy.mean + old_anchor - self.space.anchor)
-        self.strategy.reset_best()
-        self.events.append(
-            {"generation": self.generation, "event": "rebase", "best_fitness": self.best_fitness}
-        )
-
-    # ------------------------------------------------------------------ online fine-tuning
-    def _finetune_and_reencode(self, record: dict[str, Any]) -> None:
-        ft, strat = self.cfg.finetune, self.strategy
-        with torch.no_grad():
-            points = _strategy_points(strat)  # (k, d)
-            targets = self.space.to_genomes(points)  # phenotypes before the fine-tune
-            f_before = self._evaluate_genomes(targets)
-        stats = finetune(
-            self.compressor, self.task, self.archive, ft.steps, ft.lr, ft.batch_size, self.rng,
-            batch_fn=lambda s: self.task.batch(s) if hasattr(self.task, "batch") else None,
-            fitness_weight=ft.fitness_weight, head_weight=ft.head_weight,
-        )  # fmt: skip
-        if isinstance(self.space, ResidualSpace):  # the anchor's decoding changed
-            self.space.set_base(self.space.base, self.space.anchor)
-        x_new, err = reencode(self.space, targets, ft.reencode_steps, ft.reencode_lr)
-        if "population" in strat.state_names and len(x_new) > 1:
-            strat.init(population=x_new)
-        else:
-            strat.set_mean(x_new[0])
-        strat.reset_best()
-        with torch.no_grad():
-            f_after = self._evaluate_genomes(self.space.to_genomes(x_new))
-        self.evaluations += 2 * len(x_new)  # the drift check is real evaluations
-        drift = float((f_after - f_before).abs().mean())
-        event = {"generation": self.generation, "event": "finetune", **stats,
-                 "reencode_error": err, "fitness_drift": drift,
-                 "fitness_before": float(f_before.mean()), "fitness_after": float(f_after.mean())}  # fmt: skip
-        if self.warmup_active and stats["loss_after"] < ft.warmup.threshold:
-            self.warmup_active = False
-            event["warmup_ended"] = True
-        self.events.append(event)
-        record.update(finetune_loss=stats["loss_after"], reencode_error=err, fitness_drift=drift)
-
     # ------------------------------------------------------------------ running
     def done(self, generations: int | None = None, evaluations: int | None = None) -> bool:
         g = self.cfg.generations if generations is None else generations
@@ -490,75 +334,6 @@ class LatentEvolution:
             events=list(self.events), evaluations=self.evaluations, generations=self.generation,
             test_metrics=test, interrupted=self._stop,
         )  # fmt: skip
-
-    # ------------------------------------------------------------------ checkpointing
-    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """(tensors, JSON-able metadata): everything needed to continue bit-identically."""
-        t: dict[str, Tensor] = {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state()}
-        t.update(ckpt.prefixed("strategy", self.strategy.state_dict()))
-        t.update(ckpt.prefixed("space", self.space.state_dict()))
-        for name in ("direct_strategy", "warmup_strategy"):
-            s = getattr(self, name)
-            if s is not None:
-                t.update(ckpt.prefixed(name, s.state_dict()))
-        if self.archive is not None:
-            t.update(ckpt.prefixed("archive", self.archive.state_dict()))
-            t.update(ckpt.prefixed("compressor", self.compressor.state_dict()))
-        if self.best_genome is not None:
-            t["best_genome"] = self.best_genome
-        if self.device.type == "cuda":
-            t["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        meta = {
-            "generation": self.generation, "evaluations": self.evaluations,
-            "saved_evaluations": self.saved_evaluations, "best_fitness": self.best_fitness,
-            "phase": self.phase, "last_switch": self.last_switch, "warmup_active": self.warmup_active,
-            "initialized": self.initialized, "history": self.history, "events": self.events,
-            "config": self.cfg.to_dict(),
-        }  # fmt: skip
-        return t, meta
-
-    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        dev = self.device
-        self.rng.set_state(tensors["rng"])
-        torch.set_rng_state(tensors["torch_rng"])
-        if "cuda_rng" in tensors and dev.type == "cuda":
-            torch.cuda.set_rng_state(tensors["cuda_rng"], dev)
-        self.strategy.load_state_dict(ckpt.unprefixed("strategy", tensors))
-        self.space.load_state_dict(
-            {k: v.to(dev) for k, v in ckpt.unprefixed("space", tensors).items()}
-        )
-        sw, wu = self.cfg.switch.strategy, self.cfg.finetune.warmup.strategy
-        for name, scfg, off in (
-            ("direct_strategy", sw, _SEED_DIRECT),
-            ("warmup_strategy", wu, _SEED_WARMUP),
-        ):
-            sd = ckpt.unprefixed(name, tensors)
-            if sd:
-                s = _make_strategy(scfg, self.n, dev, self.cfg.seed + off)
-                s.load_state_dict(sd)
-                setattr(self, name, s)
-        if self.archive is not None:
-            self.archive.load_state_dict(ckpt.unprefixed("archive", tensors))
-            self.compressor.load_state_dict(ckpt.unprefixed("compressor", tensors))
-            self.compressor.eval()
-        self.best_genome = tensors["best_genome"].to(dev) if "best_genome" in tensors else None
-        for k in ("generation", "evaluations", "saved_evaluations", "best_fitness", "phase",
-                  "last_switch", "warmup_active", "initialized", "history", "events"):  # fmt: skip
-            setattr(self, k, meta[k])
-
-    def save(self, root: str | Path) -> Path | None:
-        """Atomic checkpoint under `root/checkpoints/` (rank 0 only when distributed)."""
-        if not is_main():
-            return None
-        tensors, meta = self.state_dict()
-        return ckpt.save_checkpoint(
-            Path(root) / "checkpoints", f"gen-{self.generation:06d}", tensors, meta
-        )
-
-    def load(self, root: str | Path) -> None:
-        path = Path(root) / "checkpoints"
-        tensors, meta = ckpt.load_checkpoint(path if path.exists() else root)
-        self.load_state_dict(tensors, meta)
 
 
 def _progress_bar(run: LatentEvolution, generations: int | None, enabled: bool):
