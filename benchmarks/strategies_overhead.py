@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats-small", type=int, default=30)
     ap.add_argument("--repeats-large", type=int, default=5)
+    ap.add_argument("--only", nargs="+", default=None, help="strategy names to time (default all)")
+    ap.add_argument("--no-evotorch", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -97,6 +99,8 @@ def main() -> None:
     rows: list[tuple[str, dict[int, str]]] = []
     cases: list[tuple[str, str, dict]] = [(n, n, {}) for n in list_strategies()]
     cases.append(("eggroll (1000×1000, r=1)", "eggroll", {"shapes": "square"}))
+    if args.only:
+        cases = [c for c in cases if c[1] in args.only]
     for label, name, hp in cases:
         cells: dict[int, str] = {}
         for d in args.dims:
@@ -118,7 +122,7 @@ def main() -> None:
             cells[d] = fmt(t) + (" (8×8 grid)" if big and name == "map_elites" else "")
             print(f"{label:28s} d={d:>8d}  {cells[d]}", flush=True)
         rows.append((label, cells))
-    for algo in ("snes", "cma_es"):
+    for algo in () if args.no_evotorch or args.only else ("snes", "cma_es"):
         cells = {}
         for d in args.dims:
             if algo == "cma_es" and d >= 100_000:

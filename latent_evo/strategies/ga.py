@@ -142,8 +142,9 @@ class GA(Strategy):
             child = ops.segment_crossover(a, b, g, hp["segments"])
         else:
             child = ops.CROSSOVERS[cx](a, b, g)
-        do = torch.rand((a.shape[0], 1), generator=g, device=self.device) < hp["crossover_rate"]
-        return torch.where(do, child, a)
+        skip = torch.rand(a.shape[0], generator=g, device=self.device) >= hp["crossover_rate"]
+        child[skip] = a[skip]  # row-wise, in place: no extra (P, d) temporary
+        return child
 
     def _mutate(self, x: Tensor, parents: Tensor) -> tuple[Tensor, Tensor]:
         """Returns the mutated children and their step sizes (for self-adaptation)."""

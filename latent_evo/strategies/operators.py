@@ -114,7 +114,10 @@ SELECTIONS = {
 # --------------------------------------------------------------------------- crossover
 def uniform_crossover(a: Tensor, b: Tensor, g: torch.Generator, p: float = 0.5) -> Tensor:
     """Each gene comes from ``a`` with probability ``p``, else from ``b``."""
-    mask = torch.rand(a.shape, generator=g, device=a.device) < p
+    if p == 0.5:  # random bits directly: 4x less memory than a float mask at d = 1e6
+        mask = torch.randint(0, 2, a.shape, generator=g, device=a.device, dtype=torch.bool)
+    else:
+        mask = torch.rand(a.shape, generator=g, device=a.device) < p
     return torch.where(mask, a, b)
 
 
