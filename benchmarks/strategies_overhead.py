@@ -89,7 +89,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats-small", type=int, default=30)
     ap.add_argument("--repeats-large", type=int, default=5)
-    ap.add_argument("--only", nargs="+", default=None, help="strategy names to time (default all)")
+    ap.add_argument(
+        "--only", nargs="+", default=None, help="strategy names (or evotorch) to time; default all"
+    )
     ap.add_argument("--no-evotorch", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -122,7 +124,8 @@ def main() -> None:
             cells[d] = fmt(t) + (" (8×8 grid)" if big and name == "map_elites" else "")
             print(f"{label:28s} d={d:>8d}  {cells[d]}", flush=True)
         rows.append((label, cells))
-    for algo in () if args.no_evotorch or args.only else ("snes", "cma_es"):
+    use_evotorch = not args.no_evotorch and (not args.only or "evotorch" in args.only)
+    for algo in ("snes", "cma_es") if use_evotorch else ():
         cells = {}
         for d in args.dims:
             if algo == "cma_es" and d >= 100_000:
