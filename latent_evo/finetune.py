@@ -152,5 +152,9 @@ def reencode(
             opt.step()
     x = x.detach()
     with torch.no_grad():
-        err = (space.to_genomes(x) - targets).norm() / targets.norm().clamp_min(1e-12)
+        # per row, keep whichever of the encoder's guess and the refined code is closer
+        e0 = (space.to_genomes(x0) - targets).pow(2).sum(1)  # (P,)
+        e1 = (space.to_genomes(x) - targets).pow(2).sum(1)
+        x = torch.where((e1 <= e0)[:, None], x, x0)
+        err = torch.minimum(e0, e1).sum().sqrt() / targets.norm().clamp_min(1e-12)
     return x, float(err)

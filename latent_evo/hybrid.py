@@ -161,7 +161,10 @@ class HybridMixin:
             f_before = self._evaluate_genomes(targets)
         stats = finetune(
             self.compressor, self.task, self.archive, ft.steps, ft.lr, ft.batch_size, self.rng,
-            batch_fn=lambda s: self.task.batch(s) if hasattr(self.task, "batch") else None,
+            # fresh minibatches each round: a pure function of (generation, step)
+            batch_fn=lambda s: (
+                self.task.batch(self.generation * 1009 + s) if hasattr(self.task, "batch") else None
+            ),
             fitness_weight=ft.fitness_weight, head_weight=ft.head_weight,
         )  # fmt: skip
         if isinstance(self.space, ResidualSpace):  # the anchor's decoding changed
