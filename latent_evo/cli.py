@@ -13,8 +13,14 @@ import sys
 # name -> (module with a `main(argv) -> int`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "zoo": ("latent_evo.zoo.cli", "generate, inspect and import model zoos"),
-    "pretrain": ("latent_evo.pretrain.cli", "pretrain a genome compressor (LightningCLI: fit/validate/test)"),
-    "evolve": ("latent_evo.evolve_cli", "run latent (or direct-space) evolution from a YAML config"),
+    "pretrain": (
+        "latent_evo.pretrain.cli",
+        "pretrain a genome compressor (LightningCLI: fit/validate/test)",
+    ),
+    "evolve": (
+        "latent_evo.evolve_cli",
+        "run latent (or direct-space) evolution from a YAML config",
+    ),
     "hub": ("latent_evo.hub_cli", "push / pull compressors to and from the Hugging Face Hub"),
     "demo": ("latent_evo.demo", "latent evolution vs direct GA / OpenAI-ES vs SGD on MNIST-1D"),
     "bench": ("latent_evo.bench", "speed and search-efficiency benchmarks"),
@@ -53,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         if e.name != module_name:
             raise
-        print(f"latent-evo {name}: not part of this build yet ({module_name} is missing)", file=sys.stderr)
+        print(
+            f"latent-evo {name}: not part of this build yet ({module_name} is missing)",
+            file=sys.stderr,
+        )
         return 2
     return int(module.main(rest) or 0)
 

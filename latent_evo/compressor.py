@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from latent_evo.genome import KINDS, GenomeError, GenomeSpec
+from latent_evo.hub_mixin import FORMAT_VERSION, SafeHubMixin
 from latent_evo.layers import MLP, Block, CrossBlock, fourier_features
 from latent_evo.tokenizer import Tokenizer, TokenMeta
 
@@ -58,6 +58,7 @@ class CompressorConfig:
     max_tensors: int = 512  # tensor-index embedding rows; larger indices wrap around
     n_freqs: int = 16  # sin/cos frequencies for a token's row and chunk coordinates
     cache_max_mb: float = 256.0  # largest per-architecture query cache; beyond it, stream
+    format_version: int = FORMAT_VERSION  # on-disk format; newer versions refuse to load in old code
 
     def __post_init__(self):
         if self.genome_spec is None:
@@ -216,7 +217,7 @@ class GenomeAutoencoder(nn.Module):
         )
 
 
-class Compressor(GenomeAutoencoder, PyTorchModelHubMixin, **_HUB):
+class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
     config_class = CompressorConfig
 
     def __init__(self, config: CompressorConfig):

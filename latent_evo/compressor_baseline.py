@@ -12,10 +12,10 @@ No `from __future__ import annotations`: PyTorchModelHubMixin needs the real con
 from dataclasses import dataclass
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from latent_evo.compressor import _HUB, REGULARIZERS, GenomeAutoencoder
+from latent_evo.hub_mixin import FORMAT_VERSION, SafeHubMixin
 
 
 @dataclass
@@ -29,6 +29,7 @@ class MLPAutoencoderConfig:
     beta: float = 1e-3
     noise_std: float = 0.1
     head_hidden: int = 64
+    format_version: int = FORMAT_VERSION
 
     def __post_init__(self):
         if self.genome_spec is None:
@@ -37,7 +38,7 @@ class MLPAutoencoderConfig:
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {self.regularizer!r}")
 
 
-class MLPAutoencoder(GenomeAutoencoder, PyTorchModelHubMixin, **_HUB):
+class MLPAutoencoder(GenomeAutoencoder, SafeHubMixin, **_HUB):
     config_class = MLPAutoencoderConfig
 
     def __init__(self, config: MLPAutoencoderConfig):

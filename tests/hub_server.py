@@ -27,7 +27,9 @@ class LocalHub:
 
     def __init__(self):
         self.repos: dict[tuple[str, str], Path] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path): lets tests prove a download happened
+        self.requests: list[
+            tuple[str, str]
+        ] = []  # (method, path): lets tests prove a download happened
         handler = type("Handler", (_Handler,), {"hub": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -23,5 +23,7 @@ def test_unknown_subcommand_is_an_error(capsys):
 def test_import_stays_light():
     # `import latent_evo` must not pull in Lightning or datasets (seconds of import time).
     code = "import sys, latent_evo, latent_evo.cli; print('lightning' in sys.modules, 'datasets' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.split() == ["False", "False"]

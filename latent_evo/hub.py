@@ -1,0 +1,145 @@
+"""Compressors on the Hugging Face Hub: resolve, pull, push, and the model card.
+
+A compressor repo is a folder: `config.json` + `model.safetensors` (written by
+`Compressor.save_pretrained`), plus optional `metrics.json` (the evaluation on held-out zoo
+models) and `provenance.json` (the zoo it was trained on). The same folder works as a local
+path and as a Hub repo, so `load_compressor` takes either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CARD_FILE = "README.md"
+METRICS_FILE = "metrics.json"
+PROVENANCE_FILE = "provenance.json"
+LIBRARY_NAME = "latent-evo"
+LICENSE = "apache-2.0"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def is_local(name_or_path: str | os.PathLike) -> bool:
+    return Path(name_or_path).expanduser().exists()
+
+
+def load_compressor(name_or_path: str | os.PathLike, revision: str | None = None, **kwargs):
+    """A compressor from a local folder or a Hub repo id (`org/name`), with a clear error for
+    a path that does not exist and is not a valid repo id either."""
+    from latent_evo.compressor import Compressor
+
+    name = str(name_or_path)
+    if is_local(name):
+        return Compressor.from_pretrained(Path(name).expanduser(), **kwargs)
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise FileNotFoundError(
+            f"compressor {name!r}: no such local folder, and not a Hub repo id of the form 'org/name'"
+        )
+    return Compressor.from_pretrained(name, revision=revision, **kwargs)
+
+
+def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
+    """The README.md of a compressor repo, from the files in its folder."""
+    folder = Path(folder)
+    config = _read_json(folder / "config.json")
+    metrics = _read_json(folder / METRICS_FILE)
+    prov = _read_json(folder / PROVENANCE_FILE)
+    cfg = config.get("config", config)  # the Hub mixin may nest the dataclass under "config"
+    k, dz = cfg.get("num_latents"), cfg.get("latent_dim")
+    latent = f"{k * dz} ({k} latents × {dz})" if k and dz else "unknown"
+    spec = cfg.get("genome_spec") or {}
+    n_params = sum(_prod(t["shape"]) for t in spec.get("tensors", []))
+    name = repo_id or folder.name
+    lines = [
+        "---",
+        f"library_name: {LIBRARY_NAME}",
+        f"license: {LICENSE}",
+        "tags:",
+        "- latent-evo",
+        "- neuroevolution",
+        "- hypernetwork",
+        "- weight-space",
+        "---",
+        "",
+        f"# {name}",
+        "",
+        "A genome compressor for [latent-evo](https://pypi.org/project/latent-evo/): a self-attention "
+        "autoencoder over chunked network weights. Its decoder is a hypernetwork that expands a "
+        "latent code into the full weights of the architecture below, so GA / ES can search the "
+        "latent space instead of the raw weights.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| latent size | {latent} |",
+        f"| genome | {len(spec.get('tensors', []))} tensors, {n_params:,} values |",
+        f"| chunk size | {cfg.get('chunk_size', 'unknown')} |",
+    ]
+    for key in ("task", "zoo", "zoo_models", "zoo_checkpoints", "zoo_config"):
+        if key in prov:
+            lines.append(f"| {key.replace('_', ' ')} | {prov[key]} |")
+    if metrics:
+        lines += ["", "## Evaluation (held-out zoo models)", "", "| metric | value |", "|---|---|"]
+        for key, value in metrics.items():
+            if isinstance(value, int | float):
+                lines.append(f"| {key} | {value:.4g} |")
+    lines += [
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import latent_evo",
+        "from latent_evo.hub import load_compressor",
+        f'compressor = load_compressor("{name}")',
+        f'result = latent_evo.evolve(task="{prov.get("task", "mnist1d-mlp")}", compressor=compressor, strategy="cma_es", evaluations=2000)',
+        "print(result.best_fitness, result.test_metrics)",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _prod(shape) -> int:
+    out = 1
+    for s in shape:
+        out *= int(s)
+    return out
+
+
+def push(
+    folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None
+) -> str:
+    """Upload a compressor folder (writing its model card first). Returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{folder}: not a compressor folder (needs config.json and model.safetensors)"
+        )
+    (folder / CARD_FILE).write_text(model_card(folder, repo_id))
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, commit_message="Upload compressor with latent-evo"
+    )
+    return str(url)
+
+
+def pull(repo_id: str, dest: str | os.PathLike | None = None, revision: str | None = None) -> Path:
+    """Download a compressor repo (into the HF cache, or into `dest`). Returns its folder."""
+    from huggingface_hub import snapshot_download
+
+    path = snapshot_download(
+        repo_id, revision=revision, local_dir=None if dest is None else str(dest)
+    )
+    return Path(path)

@@ -1,0 +1,112 @@
+"""`PyTorchModelHubMixin`, stricter: safetensors only, versioned configs, errors that name the file.
+
+The stock mixin falls back to `pytorch_model.bin` (a pickle) when `model.safetensors` is missing
+and loads weights non-strictly. A compressor must never execute code on load, and a missing,
+truncated or mismatched file must say so plainly.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
+
+#: bumped when a saved config can no longer be read by older code
+FORMAT_VERSION = 1
+WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
+
+
+class CompressorFormatError(ValueError):
+    """A saved compressor cannot be loaded: newer format, unknown keys, bad or missing weights."""
+
+
+def _resolve(model_id: str, filename: str, **download_kwargs) -> Path:
+    if os.path.isdir(model_id):
+        path = Path(model_id) / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; a saved compressor needs {filename}")
+        return path
+    try:
+        return Path(hf_hub_download(repo_id=model_id, filename=filename, **download_kwargs))
+    except EntryNotFoundError as e:
+        raise FileNotFoundError(f"{model_id}: the repo has no {filename} ({e})") from e
+
+
+class SafeHubMixin(PyTorchModelHubMixin):
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, revision=None, **kwargs):
+        model_id = str(pretrained_model_name_or_path)
+        download = {
+            k: kwargs[k]
+            for k in ("cache_dir", "force_download", "token", "local_files_only")
+            if k in kwargs
+        }
+        config_path = _resolve(model_id, constants.CONFIG_NAME, revision=revision, **download)
+        cls._check_config_file(config_path)
+        return super().from_pretrained(pretrained_model_name_or_path, revision=revision, **kwargs)
+
+    @classmethod
+    def _check_config_file(cls, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CompressorFormatError(f"{path}: not a readable JSON config ({e})") from e
+        cfg = data.get("config", data) if isinstance(data, dict) else None
+        if not isinstance(cfg, dict):
+            raise CompressorFormatError(f"{path}: expected a JSON object of config fields")
+        version = cfg.get("format_version", 1)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CompressorFormatError(
+                f"{path}: written in compressor format {version!r}, but this latent-evo reads formats "
+                f"up to {FORMAT_VERSION}; upgrade latent-evo to load it"
+            )
+        known = set(getattr(cls.config_class, "__dataclass_fields__", {}))
+        unknown = sorted(set(cfg) - known)
+        if known and unknown:
+            raise CompressorFormatError(
+                f"{path}: unknown config key(s) {unknown} for {cls.__name__}"
+            )
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id,
+        revision,
+        cache_dir,
+        force_download,
+        local_files_only,
+        token,
+        map_location="cpu",
+        strict=True,
+        **model_kwargs,
+    ):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        weights = _resolve(
+            model_id,
+            WEIGHTS_NAME,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
+        try:
+            state = load_file(weights, device=str(map_location))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CompressorFormatError(
+                f"{weights}: corrupt or truncated safetensors file ({e})"
+            ) from e
+        model = cls(**model_kwargs)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CompressorFormatError(
+                f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        bad = [k for k, v in model.state_dict().items() if k in state and v.shape != state[k].shape]
+        if bad:
+            raise CompressorFormatError(f"{weights}: tensors with the wrong shape: {bad[:5]}")
+        return model

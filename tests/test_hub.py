@@ -1,0 +1,150 @@
+"""Compressors through the real huggingface_hub client, served by the loopback Hub (conftest)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from latent_evo import hub, hub_cli
+from latent_evo.compressor import Compressor
+from latent_evo.genome import GenomeSpec
+from latent_evo.hub_mixin import CompressorFormatError
+from latent_evo.tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="module")
+def compressor_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    spec = GenomeSpec.from_module(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)))
+    comp = Compressor.from_tokenizer(
+        Tokenizer(spec, 8), d_model=32, n_heads=2, num_latents=4, latent_dim=4
+    )
+    comp.eval()
+    folder = tmp_path_factory.mktemp("hub") / "compressor"
+    comp.save_pretrained(folder)
+    (folder / hub.METRICS_FILE).write_text(
+        json.dumps({"heldout_r2": 0.5, "accuracy_retention": 0.93})
+    )
+    (folder / hub.PROVENANCE_FILE).write_text(json.dumps({"task": "mnist1d-mlp", "zoo_models": 12}))
+    return folder
+
+
+def _same_outputs(a: Compressor, b: Compressor) -> None:
+    z = torch.randn(3, a.latent_size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(a.decode_genomes(z), b.decode_genomes(z))
+
+
+def test_local_folder_round_trip(compressor_dir):
+    a = hub.load_compressor(compressor_dir)
+    b = Compressor.from_pretrained(compressor_dir)
+    _same_outputs(a, b)
+    assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in compressor_dir.iterdir())
+
+
+def test_download_through_real_client(compressor_dir, local_hub):
+    local_hub.add("latent-evo/test-compressor", compressor_dir)
+    a = hub.load_compressor("latent-evo/test-compressor")
+    _same_outputs(a, Compressor.from_pretrained(compressor_dir))
+    assert any(
+        path.endswith("model.safetensors") for method, path in local_hub.requests if method == "GET"
+    )
+    # pulled folder is a complete snapshot (weights, config, metrics, provenance)
+    folder = hub.pull("latent-evo/test-compressor")
+    assert {"config.json", "model.safetensors", hub.METRICS_FILE}.issubset(
+        p.name for p in folder.iterdir()
+    )
+
+
+def test_cached_repo_loads_offline(compressor_dir, local_hub, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    local_hub.add("latent-evo/cached", compressor_dir)
+    hub.pull("latent-evo/cached")  # populate the cache online
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    local_hub.requests.clear()
+    comp = hub.load_compressor("latent-evo/cached")
+    assert comp.latent_size == 16
+    assert local_hub.requests == []  # served from the cache alone
+
+
+def test_missing_repo_and_file_raise_real_errors(compressor_dir, local_hub, tmp_path):
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    with pytest.raises(RepositoryNotFoundError):
+        hub.pull("latent-evo/does-not-exist")
+    partial = tmp_path / "partial"
+    shutil.copytree(compressor_dir, partial)
+    (partial / "model.safetensors").unlink()
+    local_hub.add("latent-evo/no-weights", partial)
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        hub.load_compressor("latent-evo/no-weights")
+    with pytest.raises(EntryNotFoundError):
+        _download_missing_file()
+
+
+def _download_missing_file():
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download("latent-evo/no-weights", "model.safetensors")
+
+
+def test_newer_format_version_is_refused(compressor_dir, tmp_path):
+    newer = tmp_path / "newer"
+    shutil.copytree(compressor_dir, newer)
+    cfg = json.loads((newer / "config.json").read_text())
+    cfg.get("config", cfg)["format_version"] = 99
+    (newer / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CompressorFormatError, match="format 99.*upgrade"):
+        Compressor.from_pretrained(newer)
+
+
+def test_unknown_config_key_is_refused(compressor_dir, tmp_path):
+    odd = tmp_path / "odd"
+    shutil.copytree(compressor_dir, odd)
+    cfg = json.loads((odd / "config.json").read_text())
+    cfg.get("config", cfg)["warp_drive"] = True
+    (odd / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CompressorFormatError, match="warp_drive"):
+        Compressor.from_pretrained(odd)
+
+
+def test_truncated_weights_name_the_file(compressor_dir, tmp_path):
+    cut = tmp_path / "cut"
+    shutil.copytree(compressor_dir, cut)
+    data = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CompressorFormatError, match="model.safetensors.*truncated"):
+        Compressor.from_pretrained(cut)
+
+
+def test_missing_local_weights_name_the_file(compressor_dir, tmp_path):
+    empty = tmp_path / "noweights"
+    shutil.copytree(compressor_dir, empty)
+    (empty / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        Compressor.from_pretrained(empty)
+
+
+def test_not_a_path_nor_repo_id():
+    with pytest.raises(FileNotFoundError, match="no such local folder"):
+        hub.load_compressor("./no/such/dir")
+
+
+def test_model_card_has_metadata_metrics_and_usage(compressor_dir):
+    card = hub.model_card(compressor_dir, "org/name")
+    head = card.split("---")[1]
+    assert "library_name: latent-evo" in head and "license:" in head
+    assert "accuracy_retention | 0.93" in card
+    assert "16 (4 latents × 4)" in card
+    assert 'load_compressor("org/name")' in card
+
+
+def test_hub_cli_card_and_bad_run_dir(compressor_dir, tmp_path, capsys):
+    assert hub_cli.main(["card", str(compressor_dir.parent)]) == 0
+    assert "library_name: latent-evo" in capsys.readouterr().out
+    assert hub_cli.main(["push", str(tmp_path), "org/name"]) == 2
+    assert "found no compressor" in capsys.readouterr().err
