@@ -346,6 +346,10 @@ def test_map_elites_grid_keeps_best_per_cell():
     s._pending = x
     s.tell(x[:, 2] - 10, descriptors=desc)
     assert float(s.elite_fitness[int(s.cell_index(desc[:1]))]) == -10.0
+    s.ask()
+    with pytest.raises(ValueError, match="descriptors must have 2 columns"):
+        s.tell(torch.zeros(6), descriptors=torch.zeros(6, 3))
+    assert float(s.best_fitness) == -10.0
 
 
 def test_novelty_uses_caller_descriptors():
@@ -354,6 +358,11 @@ def test_novelty_uses_caller_descriptors():
         x = s.ask()
         s.tell((x**2).sum(1), descriptors=x[:, :2])
     assert s.archive.shape == (5, 2)
+    x = s.ask()
+    with pytest.raises(ValueError, match="descriptors have 3 dims, the archive holds 2"):
+        s.tell((x**2).sum(1), descriptors=x[:, :3])
+    assert s.generation == 5  # the rejected tell changed nothing; a correct one still works
+    s.tell((x**2).sum(1), descriptors=x[:, :2])
     nov = s.novelty(torch.tensor([[100.0, 100.0], [0.0, 0.0]]))
     assert nov[0] > nov[1] >= 0
 

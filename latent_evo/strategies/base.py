@@ -167,6 +167,9 @@ class Strategy:
     def _get_mean(self) -> Tensor:
         raise NotImplementedError
 
+    def _check_descriptors(self, descriptors: Tensor | None) -> None:
+        """Raise ``ValueError`` if ``descriptors`` do not fit (strategies that use them)."""
+
     def _set_mean(self, mean: Tensor) -> None:
         raise NotImplementedError
 
@@ -279,6 +282,7 @@ class Strategy:
                     f"{self.name}.tell: expected descriptors of shape ({n}, b), "
                     f"got {tuple(descriptors.shape)}"
                 )
+        self._check_descriptors(descriptors)  # before any state changes: a bad tell loses nothing
         f = sanitize_fitness(f)
         i = int(torch.argmin(f))
         # a strict "<" keeps the first best and ignores all-inf generations

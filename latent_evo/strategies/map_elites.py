@@ -99,13 +99,17 @@ class MAPElites(Strategy):
         line = self.hp["line_sigma"] * self.randn(self.popsize, 1) * (xj - xi)
         return xi + iso + line
 
+    def _check_descriptors(self, descriptors: Tensor | None) -> None:
+        b = len(self.grid_shape)
+        if descriptors is not None and descriptors.shape[1] != b:
+            raise ValueError(
+                f"map_elites: descriptors must have {b} columns (len(grid_shape)), "
+                f"got {descriptors.shape[1]}"
+            )
+
     def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
         b = len(self.grid_shape)
         desc = x[:, :b] if descriptors is None else descriptors
-        if desc.shape[1] != b:
-            raise ValueError(
-                f"map_elites: descriptors must have {b} columns (len(grid_shape)), got {desc.shape[1]}"
-            )
         cells = self.cell_index(desc)
         # best candidate per cell, deterministically: sort by fitness, keep the first per cell
         order = torch.argsort(fitness, stable=True)

@@ -93,15 +93,18 @@ class NSES(Strategy):
         cap = int(self.hp["archive_size"])
         if self.archive is None:
             self.archive = desc[None].clone()
-        elif self.archive.shape[1] != desc.shape[0]:
-            raise ValueError(
-                f"{self.name}: descriptors have {desc.shape[0]} dims, the archive {self.archive.shape[1]}"
-            )
         elif self.archive.shape[0] < cap:
             self.archive = torch.cat([self.archive, desc[None]])
         else:  # ring buffer: overwrite the oldest entry
             self.archive[int(self.archive_count) % cap] = desc
         self.archive_count += 1
+
+    def _check_descriptors(self, descriptors: Tensor | None) -> None:
+        b = self.dim if descriptors is None else descriptors.shape[1]
+        if self.archive is not None and self.archive.shape[1] != b:
+            raise ValueError(
+                f"{self.name}: descriptors have {b} dims, the archive holds {self.archive.shape[1]}"
+            )
 
     # ---------------------------------------------------------------- ask / tell
     def _ask(self) -> Tensor:
