@@ -15,6 +15,7 @@ import time
 import lightning.pytorch as L
 import torch
 import yaml
+
 from latent_evo.pretrain import CompressorModule, ZooDataModule
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import sys
 import warnings
 
-from latent_evo.pretrain.data import ZooDataModule, ZooMismatchError
-from latent_evo.pretrain.module import CompressorModule, NonFiniteLossError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from latent_evo.pretrain.data import ZooDataModule, ZooMismatchError
+from latent_evo.pretrain.module import CompressorModule, NonFiniteLossError
 
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",

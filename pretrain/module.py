@@ -18,9 +18,9 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
-from latent_evo.pretrain.augment import PermutationAugment
 
 from latent_evo import losses
+from latent_evo.pretrain.augment import PermutationAugment
 
 MODEL_TYPES = {
     "attention": "latent_evo.compressor.Compressor",
@@ -159,8 +159,10 @@ class CompressorModule(L.LightningModule):
         terms = {"recon": losses.masked_mse(out["recon"], tokens, mask)}
         if self.hparams.lambda_fit > 0:
             terms["fit"] = self._functional_term(out["recon"], genomes, batch["task_id"])
-        if self.hparams.lambda_head > 0:  # target: the zoo's recorded fitness (test loss)
-            terms["head"] = losses.fitness_gap(out["fitness_pred"].float(), batch["fitness"])
+        known = torch.isfinite(batch["fitness"])  # imported zoos may lack a fitness (NaN)
+        if self.hparams.lambda_head > 0 and bool(known.any()):  # target: the zoo's test loss
+            pred = out["fitness_pred"].float()
+            terms["head"] = losses.fitness_gap(pred[known], batch["fitness"][known])
         beta = self.compressor.config.beta if self.hparams.beta is None else self.hparams.beta
         if beta > 0 and out["logvar"] is not None:
             terms["kl"] = losses.kl_divergence(out["mu"].float(), out["logvar"].float())

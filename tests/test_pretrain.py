@@ -115,12 +115,11 @@ def test_fit_logs_every_term_saves_config_and_resumes(zoo, tmp_path):
 
 
 def test_architecture_mismatch_is_a_clear_error(zoo, tmp_path, capsys):
-    from latent_evo.pretrain import ZooMismatchError, evaluate_compressor
-    from latent_evo.pretrain.cli import main
-
     from latent_evo.compressor import Compressor
     from latent_evo.genome import GenomeSpec
     from latent_evo.models.mlp import MLP
+    from latent_evo.pretrain import ZooMismatchError, evaluate_compressor
+    from latent_evo.pretrain.cli import main
     from latent_evo.tokenizer import Tokenizer
 
     other = Tokenizer(GenomeSpec.from_module(MLP(40, (16,), 10)), 32)
@@ -150,8 +149,9 @@ def test_architecture_mismatch_is_a_clear_error(zoo, tmp_path, capsys):
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(zoo, tmp_path, monkeypatch):
     import lightning.pytorch as L
-    from latent_evo.pretrain import CompressorModule, NonFiniteLossError, ZooDataModule
     from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from latent_evo.pretrain import CompressorModule, NonFiniteLossError, ZooDataModule
 
     step = CompressorModule._common_step
 
