@@ -309,12 +309,13 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
             while not self.done(generations, evaluations) and not self._stop:
                 rec = self.step()
                 if bar is not None:
-                    bar.update(1)
                     bar.set_postfix(
                         evals=rec["evaluations"], best=f"{rec['best_fitness']:.4g}",
                         mean=f"{rec['mean_fitness']:.4g}", phase=rec["phase"],
                         evals_s=f"{rec['evaluations'] / max(bar.format_dict['elapsed'], 1e-9):.0f}",
+                        refresh=False,
                     )  # fmt: skip
+                    bar.update(1)
                 if checkpoint_dir and every and self.generation % every == 0:
                     self.save(checkpoint_dir)
         finally:
