@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo test test-all lint format bench compressor clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,6 +31,14 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+# The bundled default compressor, from scratch: zoo -> pretrain -> export into the package.
+BUNDLE := latent_evo/assets/compressors/mnist1d-mlp
+compressor: $(STAMP)
+	$(VENV)/bin/latent-evo zoo generate --config configs/zoo/mnist1d-mlp.yaml --out zoos/mnist1d-mlp --resume
+	$(VENV)/bin/latent-evo pretrain fit --config configs/pretrain/mnist1d-mlp.yaml --name bundled-mnist1d-mlp
+	rm -rf $(BUNDLE)
+	$(VENV)/bin/latent-evo hub export runs/bundled-mnist1d-mlp $(BUNDLE) --repo-id latent-evo/mnist1d-mlp
 
 bench: $(STAMP)
 	$(VENV)/bin/latent-evo bench speed

@@ -1,11 +1,44 @@
 """latent-evo: train neural networks with GA and ES in the latent space of a genome compressor.
 
-Kept light on purpose: importing the package loads torch and the codec, nothing else
-(no Lightning, no datasets); heavier parts are imported from their own modules.
+Kept light on purpose: `import latent_evo` loads torch and the genome codec only. Everything
+else is imported on first use (`latent_evo.evolve`, `latent_evo.Compressor`, ...), so no
+Lightning, datasets or torchvision is loaded until a feature needs it.
 """
+
+import importlib
 
 from latent_evo.genome import GenomeError, GenomeSpec, TensorSpec
 
 __version__ = "0.1.0"
 
-__all__ = ["GenomeError", "GenomeSpec", "TensorSpec", "__version__"]
+# public name -> module that defines it (imported lazily by __getattr__)
+_LAZY = {
+    "Tokenizer": "latent_evo.tokenizer",
+    "TokenMeta": "latent_evo.tokenizer",
+    "Compressor": "latent_evo.compressor",
+    "CompressorConfig": "latent_evo.compressor",
+    "MLPAutoencoder": "latent_evo.compressor_baseline",
+    "compressor_loss": "latent_evo.losses",
+    "evolve": "latent_evo.evolution",
+    "LatentEvolution": "latent_evo.evolution",
+    "EvolveResult": "latent_evo.evolve_init",
+    "EvolveConfig": "latent_evo.evolve_config",
+    "get_task": "latent_evo.tasks",
+    "Task": "latent_evo.tasks",
+    "get_strategy": "latent_evo.strategies",
+    "load_compressor": "latent_evo.hub",
+}
+
+__all__ = ["GenomeError", "GenomeSpec", "TensorSpec", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # cache: later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module 'latent_evo' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -16,6 +16,7 @@ from typing import Any
 CARD_FILE = "README.md"
 METRICS_FILE = "metrics.json"
 PROVENANCE_FILE = "provenance.json"
+PRETRAINING_FILE = "pretraining.json"  # written by `latent-evo pretrain fit` next to the export
 LIBRARY_NAME = "latent-evo"
 LICENSE = "apache-2.0"
 
@@ -34,18 +35,29 @@ def is_local(name_or_path: str | os.PathLike) -> bool:
 
 
 def load_compressor(name_or_path: str | os.PathLike, revision: str | None = None, **kwargs):
-    """A compressor from a local folder or a Hub repo id (`org/name`), with a clear error for
-    a path that does not exist and is not a valid repo id either."""
-    from latent_evo.compressor import Compressor
+    """A compressor (attention `Compressor` or `MLPAutoencoder` baseline, told apart by its
+    config) from a local folder or a Hub repo id (`org/name`)."""
+    from latent_evo.hub_mixin import _resolve
 
     name = str(name_or_path)
     if is_local(name):
-        return Compressor.from_pretrained(Path(name).expanduser(), **kwargs)
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        name = str(Path(name).expanduser())
+    elif name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise FileNotFoundError(
             f"compressor {name!r}: no such local folder, and not a Hub repo id of the form 'org/name'"
         )
-    return Compressor.from_pretrained(name, revision=revision, **kwargs)
+    download = {
+        k: kwargs[k]
+        for k in ("cache_dir", "force_download", "token", "local_files_only")
+        if k in kwargs
+    }
+    config = _read_json(_resolve(name, "config.json", revision=revision, **download))
+    cfg = config.get("config", config)
+    if "hidden" in cfg and "d_model" not in cfg:
+        from latent_evo.compressor_baseline import MLPAutoencoder as cls
+    else:
+        from latent_evo.compressor import Compressor as cls
+    return cls.from_pretrained(name, revision=revision, **kwargs)
 
 
 def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
@@ -54,6 +66,18 @@ def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
     config = _read_json(folder / "config.json")
     metrics = _read_json(folder / METRICS_FILE)
     prov = _read_json(folder / PROVENANCE_FILE)
+    pre = _read_json(folder / PRETRAINING_FILE)
+    for zoo in pre.get("zoos", [])[:1]:  # provenance of a pretraining run: its (first) zoo
+        prov = {
+            "task": zoo.get("task"),
+            "zoo": zoo.get("name"),
+            "zoo_models": zoo.get("num_models"),
+            "zoo_checkpoints": zoo.get("num_checkpoints") or zoo.get("train_split_checkpoints"),
+            **prov,
+        }
+    for zoo_eval in pre.get("evaluation", {}).get("test", {}).values():
+        metrics = {**{k: v for k, v in zoo_eval.items() if isinstance(v, int | float)}, **metrics}
+        break
     cfg = config.get("config", config)  # the Hub mixin may nest the dataclass under "config"
     k, dz = cfg.get("num_latents"), cfg.get("latent_dim")
     latent = f"{k * dz} ({k} latents × {dz})" if k and dz else "unknown"
@@ -85,7 +109,7 @@ def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
         f"| chunk size | {cfg.get('chunk_size', 'unknown')} |",
     ]
     for key in ("task", "zoo", "zoo_models", "zoo_checkpoints", "zoo_config"):
-        if key in prov:
+        if prov.get(key) is not None:
             lines.append(f"| {key.replace('_', ' ')} | {prov[key]} |")
     if metrics:
         lines += ["", "## Evaluation (held-out zoo models)", "", "| metric | value |", "|---|---|"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,13 +11,36 @@ from latent_evo import hub
 
 
 def _compressor_folder(run_dir: Path) -> Path:
-    """A pretraining run keeps its export in `compressor/`; a bare export folder works too."""
-    for cand in (run_dir, run_dir / "compressor"):
+    """A pretraining run keeps its export in `<run>/version_N/compressor/` (the newest N wins);
+    a version folder or a bare export folder works too."""
+    versions = sorted(
+        run_dir.glob("version_*/compressor"), key=lambda p: int(p.parent.name.split("_")[-1])
+    )
+    for cand in (run_dir, run_dir / "compressor", *reversed(versions)):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
             return cand
     raise FileNotFoundError(
-        f"{run_dir}: found no compressor (config.json + model.safetensors) here or in {run_dir / 'compressor'}"
+        f"{run_dir}: found no compressor (config.json + model.safetensors) here, in "
+        f"{run_dir / 'compressor'} or in {run_dir}/version_*/compressor"
     )
+
+
+def export(run_dir: Path, dest: Path, repo_id: str | None = None) -> Path:
+    """Copy a run's compressor (weights, config, pretraining record) to `dest` with its card:
+    the folder that is bundled with the package and pushed to the Hub."""
+    src = _compressor_folder(run_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (
+        "config.json",
+        "model.safetensors",
+        hub.PRETRAINING_FILE,
+        hub.METRICS_FILE,
+        hub.PROVENANCE_FILE,
+    ):
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dest / name)
+    (dest / hub.CARD_FILE).write_text(hub.model_card(dest, repo_id))
+    return dest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         "--dest", type=Path, default=None, help="folder to download into (default: HF cache)"
     )
     pull.add_argument("--revision", default=None)
+    exp = sub.add_parser("export", help="copy a run's compressor + model card into a folder")
+    exp.add_argument("run_dir", type=Path)
+    exp.add_argument("dest", type=Path)
+    exp.add_argument("--repo-id", default=None, help="repo id to name in the card")
     card = sub.add_parser("card", help="print the model card a push would write")
     card.add_argument("run_dir", type=Path)
     card.add_argument("--repo-id", default=None)
@@ -39,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "push":
             print(hub.push(_compressor_folder(args.run_dir), args.repo_id, private=args.private))
+        elif args.action == "export":
+            print(export(args.run_dir, args.dest, args.repo_id))
         elif args.action == "pull":
             print(hub.pull(args.repo_id, args.dest, revision=args.revision))
         else:

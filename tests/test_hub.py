@@ -148,3 +148,25 @@ def test_hub_cli_card_and_bad_run_dir(compressor_dir, tmp_path, capsys):
     assert "library_name: latent-evo" in capsys.readouterr().out
     assert hub_cli.main(["push", str(tmp_path), "org/name"]) == 2
     assert "found no compressor" in capsys.readouterr().err
+
+
+def test_load_compressor_tells_baseline_from_attention(tmp_path):
+    from latent_evo.compressor_baseline import MLPAutoencoder
+
+    spec = GenomeSpec.from_module(nn.Linear(4, 3))
+    base = MLPAutoencoder.from_tokenizer(Tokenizer(spec, 4), hidden=16, num_latents=2, latent_dim=2)
+    base.save_pretrained(tmp_path / "mlp")
+    loaded = hub.load_compressor(tmp_path / "mlp")
+    assert isinstance(loaded, MLPAutoencoder)
+    _same_outputs(base.eval(), loaded.eval())
+
+
+def test_export_copies_newest_version_with_card(compressor_dir, tmp_path):
+    run = tmp_path / "run"
+    for v in (0, 2):
+        shutil.copytree(compressor_dir, run / f"version_{v}" / "compressor")
+    (run / "version_2" / "compressor" / hub.METRICS_FILE).write_text(json.dumps({"marker": 7.0}))
+    dest = hub_cli.export(run, tmp_path / "bundle", "org/x")
+    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in dest.iterdir()}
+    assert "marker | 7" in (dest / "README.md").read_text()
+    _same_outputs(Compressor.from_pretrained(dest), Compressor.from_pretrained(compressor_dir))
