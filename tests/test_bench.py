@@ -1,0 +1,43 @@
+"""Smoke tests of `latent-evo bench speed|search` with tiny budgets (the real runs are in
+benchmarks/results/)."""
+
+import json
+
+import torch
+
+from latent_evo import bench
+from latent_evo.compressor import Compressor
+from latent_evo.tasks import get_task
+from latent_evo.tokenizer import Tokenizer
+
+
+def test_bench_speed_smoke(tmp_path):
+    argv = ["speed", "--tasks", "mnist1d-mlp-tiny", "--pops", "8", "--repeats", "1",
+            "--max-decode-params", "20000", "--out", str(tmp_path)]  # fmt: skip
+    assert bench.main(argv) == 0
+    res = json.loads((tmp_path / "speed.json").read_text())
+    (row,) = res["throughput"]
+    assert row["P"] == 8 and min(row["latent_gps"], row["direct_gps"], row["loop_gps"]) > 0
+    assert [r["params"] for r in res["decode"]] == [10210]  # only the ~10k spec, under the cap
+    md = (tmp_path / "speed.md").read_text()
+    assert "commit" in md and "mnist1d-mlp-tiny" in md
+
+
+def test_bench_search_smoke(tmp_path):
+    torch.manual_seed(0)
+    task = get_task("mnist1d-mlp-tiny")
+    comp_dir = tmp_path / "comp"
+    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    argv = ["search", "--task", "mnist1d-mlp-tiny", "--settings", "family", "--seeds", "0,1",
+            "--budget", "96", "--methods", "latent-cma,direct-ga,direct-cma,sgd,prior-best-of-n",
+            "--sgd-steps", "5", "--compressor", str(comp_dir), "--out", str(tmp_path)]  # fmt: skip
+    assert bench.main(argv) == 0
+    res = json.loads((tmp_path / "search.json").read_text())
+    runs = res["settings"]["family"]["runs"]
+    assert len(runs["latent-cma"]) == 2 and runs["latent-cma"][0]["evaluations"] >= 96
+    assert all(r["history"] and r["history"][-1]["evaluations"] <= 128 for r in runs["direct-ga"])
+    assert runs["prior-best-of-n"][0]["evaluations"] == 96
+    assert 0.0 <= runs["sgd"][1]["test"]["test_accuracy"] <= 1.0
+    assert (tmp_path / "search_family.png").stat().st_size > 0
+    assert "| latent CMA-ES |" in (tmp_path / "search.md").read_text()
+    assert bench.main(["search", "--methods", "nope", "--out", str(tmp_path)]) == 2
