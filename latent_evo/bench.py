@@ -72,6 +72,11 @@ def provenance_md(prov: dict[str, Any]) -> list[str]:
         f"- commit: `{prov['commit']}` (working tree shared with other engineers)",
         f"- machine: {prov['machine']}; torch {prov['torch']} with "
         f"`torch.set_num_threads({prov['torch_threads']})`, Python {prov['python']}",
+        *(
+            [f"- tables re-rendered from the JSON by `{prov['rendered_by']}`"]
+            if "rendered_by" in prov
+            else []
+        ),
         f"- started {prov['started']}; 1-min load average {prov['load_avg_start']:.1f} at start, "
         f"{prov.get('load_avg_end', float('nan')):.1f} at end",
     ]
@@ -738,6 +743,8 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     from latent_evo.tasks import get_task
 
     torch.set_num_threads(args.threads)
+    if args.from_json:  # re-render tables and plots of an earlier run (e.g. other thresholds)
+        return render_search(args, argv)
     prov = provenance(argv, "latent-evo bench search")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -758,9 +765,9 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     md, js = out / f"search{args.suffix}.md", out / f"search{args.suffix}.json"
     eval_every = max(args.budget // POP // 40, 1)
 
-    def write() -> None:
+    def write(plots: bool = True) -> None:
         prov["load_avg_end"] = os.getloadavg()[0]
-        for key, st in results["settings"].items():
+        for key, st in results["settings"].items() if plots else ():
             plot_setting(st, out / st["plot"], args.budget,
                          f"{st['task']} ({key}): test accuracy vs true evaluations")  # fmt: skip
         md.write_text(search_report(prov, results, thresholds))
@@ -789,8 +796,25 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     break
                 print(f"   test acc {r['test']['test_accuracy']:.3f}  wall {r['wall_s']:.1f}s",
                       flush=True)  # fmt: skip
-                write()
+                write(plots=False)  # tables and JSON after every run, plots per method
+            write()
     write()
+    print(md.read_text())
+    return results
+
+
+def render_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    results = json.loads(Path(args.from_json).read_text())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    prov = results["provenance"]
+    prov["rendered_by"] = f"latent-evo bench search {' '.join(argv)}"
+    for key, st in results["settings"].items():
+        plot_setting(st, out / st["plot"], results["budget"],
+                     f"{st['task']} ({key}): test accuracy vs true evaluations")  # fmt: skip
+    md = out / f"search{args.suffix}.md"
+    md.write_text(search_report(prov, results, thresholds))
     print(md.read_text())
     return results
 
@@ -830,11 +854,13 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--compressor", default=None, help="default: bundled, else runs/bench-default")
     ss.add_argument("--zoo", default=str(ROOT / "zoos" / "mnist1d-mlp"))
     ss.add_argument("--sgd-steps", type=int, default=1500)
-    ss.add_argument("--thresholds", default="0.3,0.4,0.5,0.6")
+    ss.add_argument("--thresholds", default="0.2,0.25,0.3,0.4,0.5,0.6")
     ss.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ss.add_argument("--progress", action="store_true", help="tqdm bar per run")
     ss.add_argument("--out", default=str(DEFAULT_OUT), help="folder for search.md/.json/.png")
     ss.add_argument("--suffix", default="")
+    ss.add_argument("--from-json", default=None,
+                    help="only re-render search.md and the plots from this search.json")  # fmt: skip
     return p
 
 
