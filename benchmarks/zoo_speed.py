@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import torch
-from latent_evo.zoo.format import ZooWriter
-from latent_evo.zoo.trainer import train_cohort, train_sequential
 
 from latent_evo.tasks import get_task
+from latent_evo.zoo.format import ZooWriter
+from latent_evo.zoo.trainer import train_cohort, train_sequential
 
 RESULTS = Path(__file__).resolve().parent / "results" / "zoo.md"
 

@@ -15,5 +15,8 @@ def test_readme_has_python_blocks():
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_block_runs(index, capsys):
-    exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {"__name__": "__readme__"})
+    exec(
+        compile(BLOCKS[index], f"README.md[python block {index}]", "exec"),
+        {"__name__": "__readme__"},
+    )
     assert capsys.readouterr().out.strip()  # every block prints what it found

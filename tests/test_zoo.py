@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from latent_evo.genome import GenomeError, GenomeSpec
 from latent_evo.zoo import (
     ZooConfigError,
     ZooDataset,
@@ -30,10 +34,6 @@ from latent_evo.zoo import (
 from latent_evo.zoo import generate as gen_mod
 from latent_evo.zoo.cli import main as zoo_main
 from latent_evo.zoo.generate import expected_checkpoints
-from safetensors.torch import save_file
-from torch import nn
-
-from latent_evo.genome import GenomeError, GenomeSpec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "zoo"
 

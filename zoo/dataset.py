@@ -13,6 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 import torch
+from torch.utils.data import Dataset
+
+from latent_evo.genome import GenomeSpec
 from latent_evo.zoo.format import (
     GENOMES_KEY,
     ZooError,
@@ -22,9 +25,6 @@ from latent_evo.zoo.format import (
     read_card,
     read_metadata,
 )
-from torch.utils.data import Dataset
-
-from latent_evo.genome import GenomeSpec
 
 SPLITS = ("train", "validation", "test", "all")
 

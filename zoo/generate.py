@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
+
 from latent_evo.zoo.config import ZooConfig, load_config, sample_epochs, sample_range
 from latent_evo.zoo.format import ZooWriter
 from latent_evo.zoo.trainer import checkpoint_schedule, train_cohort
-from tqdm.auto import tqdm
 
 SCALED_KINDS = (
     "weight",

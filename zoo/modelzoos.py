@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from latent_evo.zoo.format import ZooError, ZooWriter
 
 from latent_evo.genome import GenomeError, GenomeSpec
+from latent_evo.zoo.format import ZooError, ZooWriter
 
 _CKPT = re.compile(r"^checkpoint_(\d+)$")
 _KEYS = {
