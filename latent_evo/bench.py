@@ -661,6 +661,8 @@ def plot_setting(setting: dict[str, Any], path: Path, budget: int, title: str) -
 
     grid = list(range(0, budget + 1, max(budget // 100, 1)))[1:]
     fig, ax = plt.subplots(figsize=(8.5, 5), constrained_layout=True)
+    ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(0, 20, 1)][::2]
+                      + [plt.get_cmap("tab20")(i) for i in range(1, 20, 2)])  # fmt: skip
     for name, runs in setting["runs"].items():
         if not runs or "skipped" in runs[0]:
             continue
