@@ -40,4 +40,8 @@ def test_bench_search_smoke(tmp_path):
     assert 0.0 <= runs["sgd"][1]["test"]["test_accuracy"] <= 1.0
     assert (tmp_path / "search_family.png").stat().st_size > 0
     assert "| latent CMA-ES |" in (tmp_path / "search.md").read_text()
+    rerender = ["search", "--from-json", str(tmp_path / "search.json"), "--thresholds", "0.1",
+                "--out", str(tmp_path / "r")]  # fmt: skip
+    assert bench.main(rerender) == 0
+    assert "evals to 0.100" in (tmp_path / "r" / "search.md").read_text()
     assert bench.main(["search", "--methods", "nope", "--out", str(tmp_path)]) == 2
