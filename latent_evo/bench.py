@@ -579,6 +579,9 @@ def run_method(
 ) -> dict[str, Any]:  # fmt: skip
     from latent_evo.evolution import evolve
 
+    # every run gets its own copy: online fine-tuning updates the compressor in place, and a
+    # fine-tuned compressor must not leak into the next run
+    comp = copy.deepcopy(comp) if comp is not None else None
     if name in BASELINES:
         return run_baseline(name, task, comp, zoo, budget, seed, eval_every * POP, sgd_steps)
     opts = copy.deepcopy(evolve_methods()[name])
