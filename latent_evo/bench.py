@@ -72,6 +72,7 @@ def provenance_md(prov: dict[str, Any]) -> list[str]:
         f"- commit: `{prov['commit']}` (working tree shared with other engineers)",
         f"- machine: {prov['machine']}; torch {prov['torch']} with "
         f"`torch.set_num_threads({prov['torch_threads']})`, Python {prov['python']}",
+        *([f"- merged: {prov['merged']}"] if "merged" in prov else []),
         *(
             [f"- tables re-rendered from the JSON by `{prov['rendered_by']}`"]
             if "rendered_by" in prov
