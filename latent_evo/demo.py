@@ -63,6 +63,7 @@ def _methods(budget: int, popsize: int) -> dict[str, dict[str, Any]]:
 
 def run_sgd(task, steps: int, lr: float, seed: int, batch_size: int = 128) -> dict[str, Any]:
     """Adam on minibatches of the same training data; test accuracy logged along the way."""
+    from torch.func import functional_call
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(seed)
@@ -70,8 +71,11 @@ def run_sgd(task, steps: int, lr: float, seed: int, batch_size: int = 128) -> di
     opt = torch.optim.Adam([genome], lr=lr)
     history, t0 = [], time.perf_counter()
     for step in tqdm(range(1, steps + 1), desc="SGD (Adam)", unit="step", dynamic_ncols=True):
-        batch = task.sample_batch(gen, batch_size)
-        loss = task.fitness_genomes(genome[None], batch)[0]
+        x, y = task.sample_batch(gen, batch_size)
+        # one network: a plain functional_call (no vmap over a population of one)
+        loss = task.loss_fn(
+            functional_call(task.model, task.spec.unflatten(genome), (x,)), y
+        ).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
