@@ -1,0 +1,468 @@
+"""`latent-evo bench search`: test accuracy vs true evaluations, latent vs direct vs baselines
+(see `latent_evo.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latent_evo.bench_common import ROOT, provenance, provenance_md
+
+# ---------------------------------------------------------------------------------- search
+SETTINGS = {
+    "family": ("mnist1d-mlp", "the compressor's pretraining task family (fresh search seeds)"),
+    "transfer": ("mnist1d-shift-mlp", "unseen task: MNIST-1D generated with different settings"),
+}
+POP = 32
+SWITCH = {
+    "enabled": True,
+    "window": 8,
+    "tol": 2e-3,
+    "strategy": {"name": "openai_es", "popsize": POP, "hparams": {"sigma_init": 0.02, "lr": 0.01}},
+}
+DIRECT_CMA_MAX_DIM = 2000  # full-covariance CMA-ES: d x d matrix and O(d^2)+ work per generation
+
+
+def evolve_methods() -> dict[str, dict[str, Any]]:
+    """Every evolutionary method's `evolve` options (step sizes fixed a priori, not tuned here)."""
+    cma = dict(mode="latent", strategy="cma_es", popsize=POP, strategy_hparams={"sigma_init": 0.5},
+               init={"kind": "prior"})  # fmt: skip
+    return {
+        "latent-cma": cma,
+        "latent-cma-switch": {**cma, "switch": SWITCH},
+        "latent-ga": dict(mode="latent", strategy="ga", popsize=POP,
+                          strategy_hparams={"mutation_sigma": 0.2}, init={"kind": "prior"}),
+        "latent-openai-es": dict(mode="latent", strategy="openai_es", popsize=POP,
+                                 strategy_hparams={"sigma_init": 0.1, "lr": 0.05},
+                                 init={"kind": "prior"}),
+        "latent-finetune": {**cma, "finetune": {"enabled": True, "every": 10, "steps": 10}},
+        "latent-surrogate": {**cma, "popsize": 2 * POP,
+                             "surrogate": {"enabled": True, "fraction": 0.5}},
+        "direct-ga": dict(mode="direct", strategy="ga", popsize=POP,
+                          strategy_hparams={"mutation_sigma": 0.02}, init={"kind": "task"}),
+        "direct-snes": dict(mode="direct", strategy="snes", popsize=POP,
+                            strategy_hparams={"sigma_init": 0.02}, init={"kind": "task"}),
+        "direct-openai-es": dict(mode="direct", strategy="openai_es", popsize=POP,
+                                 strategy_hparams={"sigma_init": 0.02, "lr": 0.01},
+                                 init={"kind": "task"}),
+        "direct-cma": dict(mode="direct", strategy="cma_es", popsize=POP,
+                           strategy_hparams={"sigma_init": 0.02}, init={"kind": "task"}),
+    }  # fmt: skip
+
+
+BASELINES = ("sgd", "zoo-best", "zoo-best-noise", "zoo-avg-top", "prior-best-of-n")
+ALL_METHODS = (*evolve_methods(), *BASELINES)
+TRANSFER_QUICK = ("latent-cma-switch", "direct-openai-es", "sgd", "zoo-best")
+LABELS = {
+    "latent-cma": "latent CMA-ES",
+    "latent-cma-switch": "latent CMA-ES + switch",
+    "latent-ga": "latent GA",
+    "latent-openai-es": "latent OpenAI-ES",
+    "latent-finetune": "latent CMA-ES + online fine-tuning",
+    "latent-surrogate": "latent CMA-ES + surrogate pre-screening",
+    "direct-ga": "direct GA",
+    "direct-snes": "direct SNES",
+    "direct-openai-es": "direct OpenAI-ES",
+    "direct-cma": "direct CMA-ES",
+    "sgd": "SGD (Adam)",
+    "zoo-best": "best zoo checkpoint",
+    "zoo-best-noise": "best zoo checkpoint + Gaussian noise (σ tuned)",
+    "zoo-avg-top": "average of top-k zoo checkpoints",
+    "prior-best-of-n": "best of N prior samples",
+}
+
+
+def find_compressor(path: str | None) -> Path:
+    if path:
+        return Path(path)
+    bundled = ROOT / "latent_evo" / "assets" / "compressors" / "mnist1d-mlp"
+    if (bundled / "model.safetensors").is_file():
+        return bundled
+    cands = sorted(
+        (ROOT / "runs" / "bench-default").glob("version_*/compressor/model.safetensors"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not cands:
+        raise FileNotFoundError("no compressor: pass --compressor (bundled one missing)")
+    return cands[-1].parent
+
+
+class Tracker:
+    """Best-so-far (by training fitness) over a stream of evaluated genomes -> a curve of
+    (evaluations, test accuracy of the current best), for the non-`evolve` baselines."""
+
+    def __init__(self, task, log_every: int):
+        self.task, self.log_every = task, log_every
+        self.evaluations, self.best_f, self.best_g = 0, math.inf, None
+        self.history: list[dict[str, float]] = []
+        self._next = log_every
+
+    def add(self, genomes: torch.Tensor, force_log: bool = False) -> float:
+        """Evaluate (counted), update the best; returns the batch's best training loss."""
+        batch_best = math.inf
+        for s in range(0, len(genomes), 256):
+            g = genomes[s : s + 256]
+            with torch.no_grad():
+                f = self.task.fitness_genomes(g)
+            self.evaluations += len(g)
+            i = int(torch.argmin(f))
+            batch_best = min(batch_best, float(f[i]))
+            if float(f[i]) < self.best_f:
+                self.best_f, self.best_g = float(f[i]), g[i].clone()
+            if self.evaluations >= self._next or force_log:
+                self.log()
+                while self._next <= self.evaluations:
+                    self._next += self.log_every
+        return batch_best
+
+    def log(self) -> None:
+        m = self.task.evaluate(self.best_g)
+        self.history.append({"evaluations": self.evaluations, "best_fitness": self.best_f, **m})
+
+    def result(self, wall: float, **extra: Any) -> dict[str, Any]:
+        if not self.history or self.history[-1]["evaluations"] != self.evaluations:
+            self.log()
+        return {
+            "history": self.history,
+            "evaluations": self.evaluations,
+            "best_fitness": self.best_f,
+            "test": self.task.evaluate(self.best_g),
+            "wall_s": wall,
+            **extra,
+        }
+
+
+def zoo_genomes(zoo: Path, spec) -> tuple[torch.Tensor, str]:
+    """The zoo's last checkpoint of every trained network (networks stop at different epochs)."""
+    sys.path.insert(0, str(ROOT))
+    from zoo.dataset import ZooDataset
+
+    ds = ZooDataset(zoo, split="all")
+    ep, mid = torch.as_tensor(ds.epochs), torch.as_tensor(ds.model_ids)
+    last: dict[int, int] = {}
+    for i in torch.argsort(ep, stable=True).tolist():  # later epochs overwrite earlier ones
+        last[int(mid[i])] = i
+    idx = torch.tensor(sorted(last.values()))
+    g = ds.genomes(idx).to(spec.dtype)
+    return (
+        g,
+        f"the last checkpoint of each of the {len(idx)} networks of {zoo.name} ({len(ds)} checkpoints in all)",
+    )
+
+
+def run_baseline(
+    name: str, task, comp, zoo: Path, budget: int, seed: int, log_every: int, sgd_steps: int
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    if name == "sgd":
+        from latent_evo.demo import run_sgd
+
+        torch.manual_seed(seed)
+        r = run_sgd(task, sgd_steps, lr=1e-3, seed=seed)
+        return {
+            "history": [], "evaluations": None, "test": r["test"], "wall_s": r["wall_s"],
+            "note": f"{sgd_steps} Adam steps (lr 1e-3) on minibatches of 128; gradient "
+                    "evaluations, not counted in the budget",
+            "sgd_history": r["history"],
+        }  # fmt: skip
+    tr = Tracker(task, log_every)
+    if name == "prior-best-of-n":
+        for s in range(0, budget, 256):
+            n = min(256, budget - s)
+            with torch.no_grad():
+                z = comp.sample(n, gen)
+                tr.add(comp.decode_genomes(z))
+        return tr.result(time.perf_counter() - t0, note=f"N = {budget} samples z ~ prior")
+    zg, desc = zoo_genomes(zoo, task.spec)
+    with torch.no_grad():
+        fz = torch.cat([task.fitness_genomes(zg[s : s + 256]) for s in range(0, len(zg), 256)])
+    order = torch.argsort(fz)
+    if name == "zoo-best":
+        tr.add(zg, force_log=True)  # every checkpoint's training fitness is a true evaluation
+        return tr.result(time.perf_counter() - t0, note=f"argmin training loss over {desc}")
+    if name == "zoo-avg-top":
+        tr.add(zg, force_log=True)
+        ks = [k for k in (2, 4, 8, 16, 32) if k <= len(zg)]
+        tr.add(torch.stack([zg[order[:k]].mean(0) for k in ks]), force_log=True)
+        return tr.result(
+            time.perf_counter() - t0,
+            note=f"mean weights of the top k by training loss, k in {ks}; best kept ({desc})",
+        )
+    if name == "zoo-best-noise":
+        tr.add(zg, force_log=True)
+        best = zg[order[0]]
+        sigmas = (0.001, 0.003, 0.01, 0.03, 0.1)
+        per = max((budget - len(zg)) // len(sigmas), 1)
+        per_sigma = {}
+        for sigma in sigmas:  # σ tuned by spending the remaining budget on a grid
+            g = best + sigma * torch.randn(per, best.numel(), generator=gen)
+            per_sigma[sigma] = tr.add(g)
+        best_sigma = min(per_sigma, key=per_sigma.get)
+        return tr.result(
+            time.perf_counter() - t0,
+            note=f"{per} noisy copies per σ in {sigmas}; best σ {best_sigma} ({desc})",
+            best_sigma=best_sigma,
+        )
+    raise ValueError(f"unknown baseline {name!r}")
+
+
+def run_method(
+    name: str, task, comp, zoo: Path, budget: int, seed: int, eval_every: int, sgd_steps: int,
+    progress: bool,
+) -> dict[str, Any]:  # fmt: skip
+    from latent_evo.evolution import evolve
+
+    # every run gets its own copy: online fine-tuning updates the compressor in place, and a
+    # fine-tuned compressor must not leak into the next run
+    comp = copy.deepcopy(comp) if comp is not None else None
+    if name in BASELINES:
+        return run_baseline(name, task, comp, zoo, budget, seed, eval_every * POP, sgd_steps)
+    opts = copy.deepcopy(evolve_methods()[name])
+    if name == "direct-cma" and task.spec.numel > DIRECT_CMA_MAX_DIM:
+        return {"skipped": f"d = {task.spec.numel:,} > {DIRECT_CMA_MAX_DIM}: full-covariance "
+                           "CMA-ES needs a d x d matrix and O(d^2) work per sample"}  # fmt: skip
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    res = evolve(
+        task=task, compressor=comp if opts["mode"] != "direct" else None, evaluations=budget,
+        generations=None, seed=seed, device="cpu", progress=progress, eval_every=eval_every,
+        **opts,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    hist = [
+        {k: h[k] for k in ("evaluations", "best_fitness", "test_accuracy", "test_loss") if k in h}
+        for h in res.history
+        if "test_accuracy" in h
+    ]
+    return {
+        "history": hist, "events": res.events, "evaluations": res.evaluations,
+        "best_fitness": res.best_fitness, "test": res.test_metrics, "wall_s": wall,
+        "options": opts,
+    }  # fmt: skip
+
+
+def curve(history: list[dict], grid: list[int]) -> list[float]:
+    """Test accuracy of the best-so-far network at each grid point (step function; NaN before
+    the first logged point)."""
+    out = []
+    for e in grid:
+        pts = [h["test_accuracy"] for h in history if h["evaluations"] <= e]
+        out.append(pts[-1] if pts else float("nan"))
+    return out
+
+
+def evals_to(history: list[dict], thr: float) -> int | None:
+    for h in history:
+        if h["test_accuracy"] >= thr:
+            return int(h["evaluations"])
+    return None
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    xs = [x for x in xs if x == x]
+    if not xs:
+        return float("nan"), float("nan")
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def summarize(setting: dict[str, Any], thresholds: list[float]) -> list[dict[str, Any]]:
+    rows = []
+    sgd_acc = _mean_std([r["test"]["test_accuracy"] for r in setting["runs"].get("sgd", [])])[0]
+    thr_all = list(thresholds) + ([0.9 * sgd_acc] if sgd_acc == sgd_acc else [])
+    for name, runs in setting["runs"].items():
+        if runs and "skipped" in runs[0]:
+            rows.append({"method": name, "skipped": runs[0]["skipped"]})
+            continue
+        accs = [r["test"]["test_accuracy"] for r in runs]
+        m, s = _mean_std(accs)
+        reach = {}
+        for t in thr_all:
+            hits = [evals_to(r["history"], t) for r in runs] if name != "sgd" else []
+            ok = [h for h in hits if h is not None]
+            reach[f"{t:.3f}"] = (statistics.median(ok) if ok else None, len(ok), len(runs))
+        rows.append({
+            "method": name, "acc_mean": m, "acc_std": s, "seeds": len(runs),
+            "evaluations": runs[0].get("evaluations"),
+            "wall_s": statistics.fmean(r["wall_s"] for r in runs), "reach": reach,
+            "note": runs[0].get("note", ""),
+        })  # fmt: skip
+    return rows
+
+
+def plot_setting(setting: dict[str, Any], path: Path, budget: int, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = list(range(0, budget + 1, max(budget // 100, 1)))[1:]
+    fig, ax = plt.subplots(figsize=(8.5, 5), constrained_layout=True)
+    ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(0, 20, 1)][::2]
+                      + [plt.get_cmap("tab20")(i) for i in range(1, 20, 2)])  # fmt: skip
+    for name, runs in setting["runs"].items():
+        if not runs or "skipped" in runs[0]:
+            continue
+        if name == "sgd":
+            m, s = _mean_std([r["test"]["test_accuracy"] for r in runs])
+            ax.axhline(m, color="k", ls=":", label=f"SGD (Adam), mean {m:.3f}")
+            continue
+        cs = torch.tensor([curve(r["history"], grid) for r in runs])
+        mean = cs.nanmean(0)
+        std = torch.nan_to_num(cs, nan=0.0).std(0) if len(cs) > 1 else torch.zeros_like(mean)
+        ls = "--" if name.startswith("direct") else ("-." if name in BASELINES else "-")
+        (line,) = ax.plot(grid, mean.tolist(), ls=ls, label=LABELS.get(name, name))
+        ax.fill_between(grid, (mean - std).tolist(), (mean + std).tolist(), alpha=0.15,
+                        color=line.get_color())  # fmt: skip
+    ax.set_xlabel("true fitness evaluations")
+    ax.set_ylabel("test accuracy of the best network (mean ± std over seeds)")
+    ax.set_xlim(0, budget)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) -> str:
+    lines = [
+        "# Search-efficiency benchmark (`latent-evo bench search`)",
+        "",
+        *provenance_md(prov),
+        f"- compressor: `{results['compressor']}` (latent size {results['latent_size']}); zoo for "
+        f"the memorisation baselines: `{results['zoo']}`",
+        f"- budget: {results['budget']:,} true fitness evaluations per run (one evaluation = the "
+        "training loss of one network on the task's fixed training batch), seeds "
+        f"{results['seeds']}, population {POP}; test accuracy of the best network (by training "
+        "loss) is logged along the way. Evolution methods and σ/learning rates are fixed a "
+        "priori (`latent_evo/bench_search.py: evolve_methods`), not tuned per task.",
+        "",
+    ]
+    for key, setting in results["settings"].items():
+        rows = summarize(setting, thresholds)
+        sgd = [r for r in rows if r["method"] == "sgd"]
+        sgd_acc = sgd[0]["acc_mean"] if sgd else float("nan")
+        thr_keys = [f"{t:.3f}" for t in thresholds] + (
+            [f"{0.9 * sgd_acc:.3f}"] if sgd_acc == sgd_acc else []
+        )
+        lines += [
+            f"## Setting `{key}`: task `{setting['task']}` — {setting['description']}",
+            "",
+            f"![curves]({setting['plot']})",
+            "",
+            "Evaluations to reach a test accuracy: median over the seeds that reached it (k/n "
+            "reached); the last column is 90 % of SGD's mean accuracy.",
+            "",
+            "| method | test acc (mean ± std) | evals used | wall s / run | "
+            + " | ".join(f"evals to {k}" for k in thr_keys)
+            + " |",
+            "|---|---:|---:|---:|" + "---:|" * len(thr_keys),
+        ]
+        for r in rows:
+            label = LABELS.get(r["method"], r["method"])
+            if "skipped" in r:
+                lines.append(f"| {label} | skipped: {r['skipped']} |" + " |" * (2 + len(thr_keys)))
+                continue
+            cells = []
+            for k in thr_keys:
+                med, ok, n = r["reach"].get(k, (None, 0, 0))
+                cells.append("—" if r["method"] == "sgd" else
+                             (f"{med:,.0f} ({ok}/{n})" if med is not None else f"not ({ok}/{n})"))  # fmt: skip
+            ev = "gradients" if r["evaluations"] is None else f"{r['evaluations']:,}"
+            lines.append(
+                f"| {label} | {r['acc_mean']:.3f} ± {r['acc_std']:.3f} ({r['seeds']}) | {ev} | "
+                f"{r['wall_s']:.1f} | " + " | ".join(cells) + " |"
+            )
+        notes = [(LABELS.get(r["method"], r["method"]), r.get("note")) for r in rows]
+        lines += ["", *(f"- {lab}: {n}" for lab, n in notes if n), ""]
+    return "\n".join(lines) + "\n"
+
+
+def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    from latent_evo.hub import load_compressor
+    from latent_evo.tasks import get_task
+
+    torch.set_num_threads(args.threads)
+    if args.from_json:  # re-render tables and plots of an earlier run (e.g. other thresholds)
+        return render_search(args, argv)
+    prov = provenance(argv, "latent-evo bench search")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = list(ALL_METHODS) if args.methods == "all" else args.methods.split(",")
+    bad = [m for m in methods if m not in ALL_METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {list(ALL_METHODS)}")
+    settings = args.settings.split(",")
+    comp_path = find_compressor(args.compressor)
+    comp = load_compressor(comp_path).eval()
+    zoo = Path(args.zoo)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    results: dict[str, Any] = {
+        "provenance": prov, "compressor": str(comp_path), "latent_size": comp.latent_size,
+        "zoo": str(zoo), "budget": args.budget, "seeds": seeds, "settings": {},
+    }  # fmt: skip
+    md, js = out / f"search{args.suffix}.md", out / f"search{args.suffix}.json"
+    eval_every = max(args.budget // POP // 40, 1)
+
+    def write(plots: bool = True) -> None:
+        prov["load_avg_end"] = os.getloadavg()[0]
+        for key, st in results["settings"].items() if plots else ():
+            plot_setting(st, out / st["plot"], args.budget,
+                         f"{st['task']} ({key}): test accuracy vs true evaluations")  # fmt: skip
+        md.write_text(search_report(prov, results, thresholds))
+        js.write_text(json.dumps(results, indent=1, default=float))
+
+    for key in settings:
+        task_name, desc = SETTINGS[key]
+        if args.task:
+            task_name = args.task
+        task = get_task(task_name)
+        ms = methods if key == "family" or args.transfer_methods == "all" else [
+            m for m in methods if m in args.transfer_methods.split(",")
+        ]  # fmt: skip
+        st = results["settings"][key] = {
+            "task": task_name, "description": desc, "params": task.spec.numel, "runs": {},
+            "plot": f"search{args.suffix}_{key}.png",
+        }  # fmt: skip
+        for m in ms:
+            st["runs"][m] = []
+            for seed in seeds:
+                print(f"== {key} / {m} / seed {seed}", flush=True)
+                r = run_method(m, task, comp, zoo, args.budget, seed, eval_every,
+                               args.sgd_steps, args.progress)  # fmt: skip
+                st["runs"][m].append(r)
+                if "skipped" in r:
+                    break
+                print(f"   test acc {r['test']['test_accuracy']:.3f}  wall {r['wall_s']:.1f}s",
+                      flush=True)  # fmt: skip
+                write(plots=False)  # tables and JSON after every run, plots per method
+            write()
+    write()
+    print(md.read_text())
+    return results
+
+
+def render_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    results = json.loads(Path(args.from_json).read_text())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    prov = results["provenance"]
+    prov["rendered_by"] = f"latent-evo bench search {' '.join(argv)}"
+    for key, st in results["settings"].items():
+        plot_setting(st, out / st["plot"], results["budget"],
+                     f"{st['task']} ({key}): test accuracy vs true evaluations")  # fmt: skip
+    md = out / f"search{args.suffix}.md"
+    md.write_text(search_report(prov, results, thresholds))
+    print(md.read_text())
+    return results
