@@ -58,7 +58,9 @@ class CompressorConfig:
     max_tensors: int = 512  # tensor-index embedding rows; larger indices wrap around
     n_freqs: int = 16  # sin/cos frequencies for a token's row and chunk coordinates
     cache_max_mb: float = 256.0  # largest per-architecture query cache; beyond it, stream
-    format_version: int = FORMAT_VERSION  # on-disk format; newer versions refuse to load in old code
+    format_version: int = (
+        FORMAT_VERSION  # on-disk format; newer versions refuse to load in old code
+    )
 
     def __post_init__(self):
         if self.genome_spec is None:
