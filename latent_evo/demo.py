@@ -122,7 +122,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_demo(
-    budget: int = 4000,
+    budget: int = 10000,
     popsize: int = 32,
     seed: int = 0,
     out: str | Path = "runs/demo",
@@ -184,7 +184,7 @@ def run_demo(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="latent-evo demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget", type=int, default=4000, help="true fitness evaluations per method")
+    p.add_argument("--budget", type=int, default=10000, help="true fitness evaluations per method")
     p.add_argument("--popsize", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo", help="run directory (results.json, accuracy.png)")
