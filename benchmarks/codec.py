@@ -23,6 +23,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from latent_evo.bench_common import cpu_name  # noqa: E402
 from latent_evo.genome import GenomeSpec  # noqa: E402
 from latent_evo.tokenizer import Tokenizer  # noqa: E402
 
@@ -46,16 +47,6 @@ def median_time(
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     return statistics.median(walls), statistics.median(cpus)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

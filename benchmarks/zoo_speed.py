@@ -23,21 +23,12 @@ from pathlib import Path
 
 import torch
 
+from latent_evo.bench_common import cpu_name
 from latent_evo.tasks import get_task
 from latent_evo.zoo.format import ZooWriter
 from latent_evo.zoo.trainer import train_cohort, train_sequential
 
 RESULTS = Path(__file__).resolve().parent / "results" / "zoo.md"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _hparams(p: int) -> dict:
@@ -140,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Zoo generation speed (MNIST-1D MLP 40-100-100-10, 15,210 params)",
         "",
-        f"Machine: {_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, Python {platform.python_version()}. "
         f"1-min load average {load0:.1f} -> {load1:.1f} during the run (the machine is shared; "
         "a load above 2 means other processes took CPU time from these measurements).",

@@ -19,6 +19,17 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results"
 
 
 # ---------------------------------------------------------------------------------- provenance
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(argv: list[str], script: str) -> dict[str, Any]:
     def git(*a: str) -> str:
         try:
@@ -33,7 +44,7 @@ def provenance(argv: list[str], script: str) -> dict[str, Any]:
         "command": f"{script} {' '.join(argv)}".strip(),
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
         "dirty_files_of_others": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "machine": f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()})"
+        "machine": f"{os.cpu_count()}-core CPU ({cpu_name()})"
         + (f", GPU {gpu}" if gpu else ", no GPU"),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
