@@ -22,6 +22,15 @@ from latent_evo.bench_common import ROOT, provenance, provenance_md
 SETTINGS = {
     "family": ("mnist1d-mlp", "the compressor's pretraining task family (fresh search seeds)"),
     "transfer": ("mnist1d-shift-mlp", "unseen task: MNIST-1D generated with different settings"),
+    # the target architecture; pass its compressor and zoo (--compressor, --zoo)
+    "wide": (
+        "mnist1d-mlp-wide",
+        "the compressor's pretraining task family, MLP 40-256-256-10 (fresh search seeds)",
+    ),
+    "wide-transfer": (
+        "mnist1d-shift-mlp-wide",
+        "unseen task for the 40-256-256-10 compressor: MNIST-1D generated with different settings",
+    ),
 }
 POP = 32
 SWITCH = {
@@ -40,6 +49,9 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
     return {
         "latent-cma": cma,
         "latent-cma-switch": {**cma, "switch": SWITCH},
+        # warm start: the search begins at the encoding of the zoo's best checkpoint (every zoo
+        # checkpoint's evaluation is counted in the budget)
+        "latent-cma-zoo-switch": {**cma, "switch": SWITCH, "init": {"kind": "zoo", "top_k": 1}},
         "latent-ga": dict(mode="latent", strategy="ga", popsize=POP,
                           strategy_hparams={"mutation_sigma": 0.2}, init={"kind": "prior"}),
         "latent-openai-es": dict(mode="latent", strategy="openai_es", popsize=POP,
@@ -66,6 +78,7 @@ TRANSFER_QUICK = ("latent-cma-switch", "direct-openai-es", "sgd", "zoo-best")
 LABELS = {
     "latent-cma": "latent CMA-ES",
     "latent-cma-switch": "latent CMA-ES + switch",
+    "latent-cma-zoo-switch": "latent CMA-ES from the best zoo code + switch",
     "latent-ga": "latent GA",
     "latent-openai-es": "latent OpenAI-ES",
     "latent-finetune": "latent CMA-ES + online fine-tuning",
@@ -232,6 +245,8 @@ def run_method(
     if name == "direct-cma" and task.spec.numel > DIRECT_CMA_MAX_DIM:
         return {"skipped": f"d = {task.spec.numel:,} > {DIRECT_CMA_MAX_DIM}: full-covariance "
                            "CMA-ES needs a d x d matrix and O(d^2) work per sample"}  # fmt: skip
+    if opts["init"]["kind"] == "zoo":
+        opts["init"]["path"] = str(zoo)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     res = evolve(
@@ -427,7 +442,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         if args.task:
             task_name = args.task
         task = get_task(task_name)
-        ms = methods if key == "family" or args.transfer_methods == "all" else [
+        ms = methods if not key.endswith("transfer") or args.transfer_methods == "all" else [
             m for m in methods if m in args.transfer_methods.split(",")
         ]  # fmt: skip
         st = results["settings"][key] = {

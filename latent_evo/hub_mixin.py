@@ -13,7 +13,10 @@ from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
 #: bumped when a saved config can no longer be read by older code
-FORMAT_VERSION = 1
+#: 2: `prior_mean` / `prior_chol` buffers (the fitted prior of `sample`)
+FORMAT_VERSION = 2
+#: buffers added by a later format: a file without them keeps the module's defaults
+OPTIONAL_KEYS = {"prior_mean": 2, "prior_chol": 2}
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
 
 
@@ -102,6 +105,7 @@ class SafeHubMixin(PyTorchModelHubMixin):
             ) from e
         model = cls(**model_kwargs)
         missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k not in OPTIONAL_KEYS]
         if missing or unexpected:
             raise CompressorFormatError(
                 f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"

@@ -185,7 +185,7 @@ def evaluate_compressor(
     # ---- prior samples vs random initialisation -------------------------------------------------------
     if prior_samples > 0:
         gen = torch.Generator(device=device).manual_seed(seed)
-        z_prior = compressor.sample(prior_samples, generator=gen)  # (S, s) from N(0, I)
+        z_prior = compressor.sample(prior_samples, generator=gen)  # (S, s) from its prior
         w_prior = tok.detokenize(compressor.decode(z_prior).float(), dtype=torch.float32)
         w_init = task.init_genomes(prior_samples, torch.Generator().manual_seed(seed)).float()
         for name, w in (("prior", w_prior), ("init", w_init)):

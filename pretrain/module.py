@@ -278,6 +278,17 @@ class CompressorModule(L.LightningModule):
                 if isinstance(r.get(k), float):
                     self.log(f"test_eval/{task}/{k}", r[k], rank_zero_only=True)
 
+    def fit_prior(self) -> None:
+        """Fit the compressor's sampling prior to the codes of every training checkpoint (all
+        zoos): what `sample`, the prior init of evolution and the evaluation's prior draw from."""
+        was_training = self.compressor.training
+        self.compressor.eval()
+        codes = torch.cat(
+            [zoo.encode(self.compressor) for zoo in self.trainer.datamodule.split("train")]
+        )
+        self.compressor.fit_prior(codes.float())
+        self.compressor.train(was_training)
+
     def on_fit_end(self) -> None:
         if not self.hparams.export:
             return
@@ -285,6 +296,7 @@ class CompressorModule(L.LightningModule):
         if not self.trainer.is_global_zero:
             return
         export = run / "compressor"
+        self.fit_prior()
         self.compressor.save_pretrained(export)
         # held-out models (test split) next to a same-sized sample of training models
         evaluation = {

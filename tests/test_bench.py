@@ -45,3 +45,26 @@ def test_bench_search_smoke(tmp_path):
     assert bench.main(rerender) == 0
     assert "evals to 0.100" in (tmp_path / "r" / "search.md").read_text()
     assert bench.main(["search", "--methods", "nope", "--out", str(tmp_path)]) == 2
+
+
+def test_bench_search_zoo_warm_start_counts_the_zoo(tmp_path):
+    """`latent-cma-zoo-switch` starts at the encoding of the zoo's best checkpoint: every zoo
+    checkpoint's evaluation counts against the budget."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    task = get_task("mnist1d-mlp-tiny")
+    comp_dir = tmp_path / "comp"
+    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    (tmp_path / "zoo" / "shards").mkdir(parents=True)
+    zoo = task.init_genomes(5, torch.Generator().manual_seed(1))
+    save_file({"genomes": zoo.contiguous()}, tmp_path / "zoo" / "shards" / "c0.safetensors")
+    argv = ["search", "--task", "mnist1d-mlp-tiny", "--settings", "wide", "--seeds", "0",
+            "--budget", "69", "--methods", "latent-cma-zoo-switch", "--compressor", str(comp_dir),
+            "--zoo", str(tmp_path / "zoo"), "--out", str(tmp_path)]  # fmt: skip
+    assert bench.main(argv) == 0
+    (run,) = json.loads((tmp_path / "search.json").read_text())["settings"]["wide"]["runs"][
+        "latent-cma-zoo-switch"
+    ]
+    assert run["options"]["init"] == {"kind": "zoo", "top_k": 1, "path": str(tmp_path / "zoo")}
+    assert run["evaluations"] == 5 + 2 * 32  # the zoo, then two generations of 32

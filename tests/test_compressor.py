@@ -225,6 +225,46 @@ def test_sample_shape_and_seed():
     assert comp.decode_genomes(a).shape == (7, comp.spec.numel)
 
 
+@pytest.mark.parametrize("cls", [Compressor, MLPAutoencoder])
+def test_fit_prior_samples_like_the_codes_and_survives_save_load(tmp_path, cls):
+    comp, _ = _compressor(MODELS["mlp"], cls=cls)
+    s = comp.latent_size
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(s, s, generator=g) / s**0.5
+    codes = 3.0 + torch.randn(4000, s, generator=g) @ mix.T  # (N, s): mean 3, covariance mix mix^T
+    comp.fit_prior(codes, shrinkage=0.0)
+    z = comp.sample(20000, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(z.mean(0), codes.mean(0), atol=0.05, rtol=0)
+    torch.testing.assert_close(torch.cov(z.T), torch.cov(codes.T), atol=0.05, rtol=0)
+    comp.save_pretrained(tmp_path)
+    loaded = cls.from_pretrained(tmp_path)
+    a = loaded.sample(5, torch.Generator().manual_seed(2))
+    assert torch.equal(a, comp.sample(5, torch.Generator().manual_seed(2)))
+    with pytest.raises(ValueError, match="NaN"):
+        comp.fit_prior(torch.full((3, s), float("nan")))
+    with pytest.raises(ValueError, match="at least 2"):
+        comp.fit_prior(codes[:1])
+
+
+def test_compressor_saved_before_fitted_priors_loads_with_standard_normal(tmp_path):
+    """Format 1 files have no prior buffers: they load, and `sample` stays N(0, I)."""
+    from safetensors.torch import save_file
+
+    comp, _ = _compressor(MODELS["mlp"])
+    comp.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    save_file({k: v for k, v in state.items() if not k.startswith("prior_")},
+              tmp_path / "model.safetensors")  # fmt: skip
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "format_version": 1}))
+    loaded = Compressor.from_pretrained(tmp_path)
+    assert loaded.config.format_version == 1
+    z = loaded.sample(3, torch.Generator().manual_seed(0))
+    assert torch.equal(
+        z, torch.randn(3, loaded.latent_size, generator=torch.Generator().manual_seed(0))
+    )
+
+
 def test_spec_mismatch_is_a_clear_error():
     comp, genomes = _compressor(MODELS["mlp"])
     other = GenomeSpec.from_module(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 5)))

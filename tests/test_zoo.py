@@ -429,6 +429,27 @@ def test_cli_info(tiny_zoo, capsys, tmp_path):
     assert top_main(["zoo", "info", str(tiny_zoo)]) == 0
 
 
+def test_cli_fit_prior_fits_a_saved_compressor_to_the_zoo_codes(tiny_zoo, tmp_path, capsys):
+    from latent_evo.compressor import Compressor
+    from latent_evo.tokenizer import Tokenizer
+
+    ds = ZooDataset(tiny_zoo, "all")
+    comp = Compressor.from_tokenizer(
+        Tokenizer(ds.spec, 32), d_model=16, n_heads=2, decoder_heads=2, num_latents=2, latent_dim=4
+    )
+    comp.save_pretrained(tmp_path / "c")
+    (tmp_path / "c" / "pretraining.json").write_text("{}")
+    argv = ["fit-prior", str(tiny_zoo), str(tmp_path / "c"), "--split", "all",
+            "--out", str(tmp_path / "fitted")]  # fmt: skip
+    assert zoo_main(argv) == 0
+    assert f"to {len(ds)} codes" in capsys.readouterr().out
+    fitted = Compressor.from_pretrained(tmp_path / "fitted")
+    assert (tmp_path / "fitted" / "pretraining.json").is_file()  # the rest of the folder is kept
+    codes = ds.encode(comp.eval())
+    torch.testing.assert_close(fitted.prior_mean, codes.mean(0))
+    assert not torch.equal(Compressor.from_pretrained(tmp_path / "c").prior_mean, fitted.prior_mean)
+
+
 def test_hub_pull_and_push(tiny_zoo, local_hub, tmp_path, monkeypatch):
     local_hub.add("latent-evo/tiny-zoo", tiny_zoo, repo_type="dataset")
     folder = pull_zoo("latent-evo/tiny-zoo", tmp_path / "pulled")

@@ -1,4 +1,5 @@
-"""`latent-evo zoo ...`: generate, inspect, import, push and pull model zoos."""
+"""`latent-evo zoo ...`: generate, inspect, import, push and pull model zoos; fit a compressor's
+prior to a zoo."""
 
 from __future__ import annotations
 
@@ -44,7 +45,34 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("repo_id")
     d.add_argument("dst")
     d.add_argument("--revision", default=None)
+    f = sub.add_parser(
+        "fit-prior",
+        help="fit a compressor's sampling prior to the codes of a zoo's checkpoints",
+    )
+    f.add_argument("zoo_dir")
+    f.add_argument("compressor", help="a saved compressor folder (rewritten unless --out)")
+    f.add_argument("--split", default="train", help="zoo split whose codes to fit (train|all|...)")
+    f.add_argument("--shrinkage", type=float, default=0.05, help="covariance shrinkage to diag")
+    f.add_argument("--out", default=None, help="write the compressor here instead")
     return p
+
+
+def fit_prior(zoo_dir: str, compressor: str, split: str, shrinkage: float, out: str | None) -> str:
+    """Refit the prior of a saved compressor (e.g. one exported before priors were fitted)."""
+    import shutil
+
+    from latent_evo.hub import load_compressor
+    from latent_evo.zoo.dataset import ZooDataset
+
+    comp = load_compressor(compressor).eval()
+    ds = ZooDataset(zoo_dir, split)
+    codes = ds.encode(comp)
+    comp.fit_prior(codes, shrinkage=shrinkage)
+    dst = Path(out or compressor)
+    if out:  # keep the card, pretraining.json and the rest of the folder
+        shutil.copytree(compressor, dst, dirs_exist_ok=True)
+    comp.save_pretrained(dst)
+    return f"fitted the prior of {dst} to {len(codes)} codes of {ds!r}"
 
 
 def zoo_info(zoo_dir: str | Path) -> dict:
@@ -112,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             from latent_evo.zoo.modelzoos import import_modelzoos
 
             _print_info(zoo_info(import_modelzoos(args.src, args.dst, args.task, args.shard_size)))
+        elif args.cmd == "fit-prior":
+            print(fit_prior(args.zoo_dir, args.compressor, args.split, args.shrinkage, args.out))
         elif args.cmd == "push":
             from latent_evo.zoo.hub import push_zoo
 

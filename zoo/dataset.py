@@ -216,6 +216,17 @@ class ZooDataset(Dataset):
                 out[pos_t[a:b]] = block[offs[a:b] - lo]
         return out
 
+    @torch.no_grad()
+    def encode(self, compressor, batch_size: int = 256) -> torch.Tensor:
+        """`(N, s)` codes of every checkpoint of this split (posterior means), in batches."""
+        compressor.check_spec(self.spec)
+        dev = compressor.norm_mean.device
+        codes = [
+            compressor.encode_genomes(self.genomes(torch.arange(a, min(a + batch_size, len(self)))).to(dev))
+            for a in range(0, len(self), batch_size)
+        ]  # fmt: skip
+        return torch.cat(codes) if codes else torch.empty(0, compressor.latent_size)
+
     # ---- zoo-level information ----------------------------------------------------------------
     @property
     def metadata(self):

@@ -48,6 +48,9 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
     "mnist1d-shift-mlp": TaskEntry("mnist1d", "mlp", {"in_features": 40, "hidden": (100, 100)},
                                    data=MNIST1D_SHIFT, description="MNIST-1D variant (seed 7, "
                                    "more noise/shear, less shift), MLP 40-100-100-10"),
+    "mnist1d-shift-mlp-wide": TaskEntry("mnist1d", "mlp", {"in_features": 40, "hidden": (256, 256)},
+                                        data=MNIST1D_SHIFT, description="MNIST-1D variant (as "
+                                        "mnist1d-shift-mlp), MLP 40-256-256-10"),
     "mnist1d-cnn": TaskEntry("mnist1d", "cnn1d", {"length": 40, "channels": (16, 32)},
                              description="MNIST-1D, 1-d CNN 16-32"),
     "mnist1d-cnn-tiny": TaskEntry("mnist1d", "cnn1d", {"length": 40, "channels": (4, 8)},
