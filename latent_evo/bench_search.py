@@ -255,6 +255,8 @@ def run_method(
         **opts,
     )  # fmt: skip
     wall = time.perf_counter() - t0
+    if res.interrupted:  # SIGINT / SIGTERM: the whole benchmark stops, not just this run
+        raise KeyboardInterrupt(f"{name}, seed {seed}: stopped by a signal")
     hist = [
         {k: h[k] for k in ("evaluations", "best_fitness", "test_accuracy", "test_loss") if k in h}
         for h in res.history

@@ -154,6 +154,8 @@ def run_demo(
             generations=None, seed=seed, device=device, progress=True, eval_every=eval_every, **opts,
         )  # fmt: skip
         wall = time.perf_counter() - t0
+        if res.interrupted:  # SIGINT / SIGTERM stop the demo, not just this method
+            raise KeyboardInterrupt(f"{name}: stopped by a signal")
         results[name] = {
             "history": res.history, "events": res.events, "evaluations": res.evaluations,
             "best_fitness": res.best_fitness, "test": res.test_metrics, "wall_s": wall,

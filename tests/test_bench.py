@@ -68,3 +68,35 @@ def test_bench_search_zoo_warm_start_counts_the_zoo(tmp_path):
     ]
     assert run["options"]["init"] == {"kind": "zoo", "top_k": 1, "path": str(tmp_path / "zoo")}
     assert run["evaluations"] == 5 + 2 * 32  # the zoo, then two generations of 32
+
+
+def test_bench_search_stops_on_a_signal_and_keeps_finished_runs(tmp_path, monkeypatch):
+    """SIGINT/SIGTERM end a run early (`evolve` returns `interrupted`); the benchmark must then
+    stop instead of going on to the next run, keeping the JSON of the runs that finished."""
+    import pytest
+
+    from latent_evo import evolution
+
+    torch.manual_seed(0)
+    task = get_task("mnist1d-mlp-tiny")
+    comp_dir = tmp_path / "comp"
+    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    step, calls = evolution.LatentEvolution.step, []
+
+    def step_then_signal(self):
+        rec = step(self)
+        calls.append(1)
+        if len(calls) == 5:  # the second run's second generation
+            self.request_stop()
+        return rec
+
+    monkeypatch.setattr(evolution.LatentEvolution, "step", step_then_signal)
+    argv = ["search", "--task", "mnist1d-mlp-tiny", "--settings", "family", "--seeds", "0,1",
+            "--budget", "96", "--methods", "direct-ga", "--compressor", str(comp_dir),
+            "--out", str(tmp_path)]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt, match="direct-ga, seed 1"):
+        bench.main(argv)
+    (done,) = json.loads((tmp_path / "search.json").read_text())["settings"]["family"]["runs"][
+        "direct-ga"
+    ]
+    assert done["evaluations"] >= 96
