@@ -43,7 +43,9 @@ def main() -> None:
                 comp.prior_mean.copy_(fitted[0])
                 comp.prior_chol.copy_(fitted[1])
             acc = accuracies(comp, task, args.samples, args.seed)
-            print(f"| `{path}` | {name} | {acc.max():.3f} | {acc.mean():.3f} | {acc.median():.3f} |")
+            print(
+                f"| `{path}` | {name} | {acc.max():.3f} | {acc.mean():.3f} | {acc.median():.3f} |"
+            )
 
 
 if __name__ == "__main__":
