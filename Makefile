@@ -35,8 +35,8 @@ format: $(STAMP)
 # The bundled default compressor, from scratch: zoo -> pretrain -> export into the package.
 BUNDLE := latent_evo/assets/compressors/mnist1d-mlp
 compressor: $(STAMP)
-	$(VENV)/bin/latent-evo zoo generate --config configs/zoo/mnist1d-mlp.yaml --out zoos/mnist1d-mlp --resume
-	$(VENV)/bin/latent-evo pretrain fit --config configs/pretrain/mnist1d-mlp.yaml --name bundled-mnist1d-mlp
+	$(VENV)/bin/latent-evo zoo generate --config configs/zoo/mnist1d-mlp-shared.yaml --out zoos/mnist1d-mlp-shared --resume
+	$(VENV)/bin/latent-evo pretrain fit --config configs/pretrain/mnist1d-mlp-shared.yaml --name bundled-mnist1d-mlp
 	rm -rf $(BUNDLE)
 	$(VENV)/bin/latent-evo hub export runs/bundled-mnist1d-mlp $(BUNDLE) --repo-id latent-evo/mnist1d-mlp
 

@@ -97,10 +97,14 @@ def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
         "",
         f"# {name}",
         "",
-        "A genome compressor for [latent-evo](https://pypi.org/project/latent-evo/): a self-attention "
-        "autoencoder over chunked network weights. Its decoder is a hypernetwork that expands a "
-        "latent code into the full weights of the architecture below, so GA / ES can search the "
-        "latent space instead of the raw weights.",
+        "A genome compressor for [latent-evo](https://pypi.org/project/latent-evo/): "
+        + (
+            "an MLP autoencoder over the flattened network weights"
+            if "hidden" in cfg and "d_model" not in cfg
+            else "a self-attention autoencoder over chunked network weights"
+        )
+        + ". Its decoder is a hypernetwork that expands a latent code into the full weights of "
+        "the architecture below, so GA / ES can search the latent space instead of the raw weights.",
         "",
         "| | |",
         "|---|---|",

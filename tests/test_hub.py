@@ -141,6 +141,7 @@ def test_model_card_has_metadata_metrics_and_usage(compressor_dir):
     assert "accuracy_retention | 0.93" in card
     assert "16 (4 latents × 4)" in card
     assert 'load_compressor("org/name")' in card
+    assert "a self-attention autoencoder" in card
 
 
 def test_hub_cli_card_and_bad_run_dir(compressor_dir, tmp_path, capsys):
@@ -158,6 +159,7 @@ def test_load_compressor_tells_baseline_from_attention(tmp_path):
     base.save_pretrained(tmp_path / "mlp")
     loaded = hub.load_compressor(tmp_path / "mlp")
     assert isinstance(loaded, MLPAutoencoder)
+    assert "an MLP autoencoder over the flattened" in hub.model_card(tmp_path / "mlp")
     _same_outputs(base.eval(), loaded.eval())
 
 
