@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from latent_evo.bench_common import ROOT, provenance, provenance_md
+from latent_evo.bench_external import EXTERNAL, run_external
 
 # ---------------------------------------------------------------------------------- search
 SETTINGS = {
@@ -73,7 +74,7 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
 
 
 BASELINES = ("sgd", "zoo-best", "zoo-best-noise", "zoo-avg-top", "prior-best-of-n")
-ALL_METHODS = (*evolve_methods(), *BASELINES)
+ALL_METHODS = (*evolve_methods(), *BASELINES, *EXTERNAL)
 TRANSFER_QUICK = ("latent-cma-switch", "direct-openai-es", "sgd", "zoo-best")
 LABELS = {
     "latent-cma": "latent CMA-ES",
@@ -92,6 +93,7 @@ LABELS = {
     "zoo-best-noise": "best zoo checkpoint + Gaussian noise (σ tuned)",
     "zoo-avg-top": "average of top-k zoo checkpoints",
     "prior-best-of-n": "best of N prior samples",
+    **{k: label for k, (_, label) in EXTERNAL.items()},
 }
 
 
@@ -122,21 +124,25 @@ class Tracker:
 
     def add(self, genomes: torch.Tensor, force_log: bool = False) -> float:
         """Evaluate (counted), update the best; returns the batch's best training loss."""
-        batch_best = math.inf
+        return float(self.fitness(genomes, force_log).min())
+
+    def fitness(self, genomes: torch.Tensor, force_log: bool = False) -> torch.Tensor:
+        """`(P, n)` genomes -> `(P,)` training losses, counted and tracked (NaN counts as worst)."""
+        out = []
         for s in range(0, len(genomes), 256):
             g = genomes[s : s + 256]
             with torch.no_grad():
-                f = self.task.fitness_genomes(g)
+                f = torch.nan_to_num(self.task.fitness_genomes(g), nan=math.inf)
+            out.append(f)
             self.evaluations += len(g)
             i = int(torch.argmin(f))
-            batch_best = min(batch_best, float(f[i]))
             if float(f[i]) < self.best_f:
                 self.best_f, self.best_g = float(f[i]), g[i].clone()
             if self.evaluations >= self._next or force_log:
                 self.log()
                 while self._next <= self.evaluations:
                     self._next += self.log_every
-        return batch_best
+        return torch.cat(out)
 
     def log(self) -> None:
         m = self.task.evaluate(self.best_g)
@@ -241,6 +247,10 @@ def run_method(
     comp = copy.deepcopy(comp) if comp is not None else None
     if name in BASELINES:
         return run_baseline(name, task, comp, zoo, budget, seed, eval_every * POP, sgd_steps)
+    if name in EXTERNAL:
+        t0, tracker = time.perf_counter(), Tracker(task, eval_every * POP)
+        r = run_external(name, task, tracker, budget, seed, POP)
+        return r if "skipped" in r else tracker.result(time.perf_counter() - t0, **r)
     opts = copy.deepcopy(evolve_methods()[name])
     if name == "direct-cma" and task.spec.numel > DIRECT_CMA_MAX_DIM:
         return {"skipped": f"d = {task.spec.numel:,} > {DIRECT_CMA_MAX_DIM}: full-covariance "
@@ -337,7 +347,8 @@ def plot_setting(setting: dict[str, Any], path: Path, budget: int, title: str) -
         cs = torch.tensor([curve(r["history"], grid) for r in runs])
         mean = cs.nanmean(0)
         std = torch.nan_to_num(cs, nan=0.0).std(0) if len(cs) > 1 else torch.zeros_like(mean)
-        ls = "--" if name.startswith("direct") else ("-." if name in BASELINES else "-")
+        direct = name.startswith("direct") or name in EXTERNAL
+        ls = "--" if direct else ("-." if name in BASELINES else "-")
         (line,) = ax.plot(grid, mean.tolist(), ls=ls, label=LABELS.get(name, name))
         ax.fill_between(grid, (mean - std).tolist(), (mean + std).tolist(), alpha=0.15,
                         color=line.get_color())  # fmt: skip

@@ -100,3 +100,40 @@ def test_bench_search_stops_on_a_signal_and_keeps_finished_runs(tmp_path, monkey
         "direct-ga"
     ]
     assert done["evaluations"] >= 96
+
+
+def _external_argv(tmp_path, methods: str) -> list[str]:
+    comp_dir = tmp_path / "comp"
+    task = get_task("mnist1d-mlp-tiny")
+    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    return ["search", "--task", "mnist1d-mlp-tiny", "--settings", "family", "--seeds", "0",
+            "--budget", "96", "--methods", methods, "--compressor", str(comp_dir),
+            "--out", str(tmp_path)]  # fmt: skip
+
+
+def test_external_optimizers_are_skipped_without_their_library(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "evotorch", None)  # import evotorch -> ImportError
+    monkeypatch.setitem(sys.modules, "pygad", None)
+    assert bench.main(_external_argv(tmp_path, "evotorch-snes,pygad-ga")) == 0
+    runs = json.loads((tmp_path / "search.json").read_text())["settings"]["family"]["runs"]
+    assert "pygad is not installed" in runs["pygad-ga"][0]["skipped"]
+    assert (
+        "| EvoTorch SNES | skipped: evotorch is not installed"
+        in (tmp_path / "search.md").read_text()
+    )
+
+
+def test_external_optimizers_spend_the_same_counted_budget(tmp_path):
+    import pytest
+
+    pytest.importorskip("evotorch")
+    pytest.importorskip("pygad")
+    torch.manual_seed(0)
+    assert bench.main(_external_argv(tmp_path, "evotorch-snes,evotorch-cmaes,pygad-ga")) == 0
+    runs = json.loads((tmp_path / "search.json").read_text())["settings"]["family"]["runs"]
+    for name in ("evotorch-snes", "evotorch-cmaes", "pygad-ga"):
+        (r,) = runs[name]
+        assert 96 <= r["evaluations"] < 96 + 32 and r["history"], name
+        assert 0.0 <= r["test"]["test_accuracy"] <= 1.0
