@@ -15,9 +15,9 @@ from latent_evo.hub import load_compressor
 from latent_evo.tasks import get_task
 
 
-def accuracies(comp, task, n: int, seed: int) -> torch.Tensor:
+def accuracies(comp, task, z: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        genomes = comp.decode_genomes(comp.sample(n, torch.Generator().manual_seed(seed)))
+        genomes = comp.decode_genomes(z)
     return torch.tensor([task.evaluate(g)["test_accuracy"] for g in genomes])
 
 
@@ -34,15 +34,13 @@ def main() -> None:
     print("| compressor | prior | best | mean | median |\n|---|---|---:|---:|---:|")
     for path in args.compressors:
         comp = load_compressor(path).eval()
-        fitted = (comp.prior_mean.clone(), comp.prior_chol.clone())
-        for name in ("N(0, I)", "fitted"):
-            if name == "N(0, I)":
-                comp.prior_mean.zero_()
-                comp.prior_chol.copy_(torch.eye(comp.latent_size))
-            else:
-                comp.prior_mean.copy_(fitted[0])
-                comp.prior_chol.copy_(fitted[1])
-            acc = accuracies(comp, task, args.samples, args.seed)
+        n, s = args.samples, comp.latent_size
+        codes = {  # the same noise draws for both priors
+            "N(0, I)": torch.randn(n, s, generator=torch.Generator().manual_seed(args.seed)),
+            "fitted": comp.sample(n, torch.Generator().manual_seed(args.seed)),
+        }
+        for name, z in codes.items():
+            acc = accuracies(comp, task, z)
             print(
                 f"| `{path}` | {name} | {acc.max():.3f} | {acc.mean():.3f} | {acc.median():.3f} |"
             )

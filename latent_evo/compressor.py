@@ -226,7 +226,7 @@ class GenomeAutoencoder(nn.Module):
         """Make `sample` draw from N(mean, cov) of `codes` (N, s), e.g. a zoo's encodings.
 
         With a small KL weight, real networks' codes fill a small, tilted part of N(0, I), and
-        most N(0, I) samples decode to networks no zoo holds (measured: BENCHMARKS.md). The
+        most N(0, I) samples decode to networks no zoo holds (benchmarks/results/pretrain.md). The
         covariance is shrunk towards its diagonal by `shrinkage` because N is often close to s.
         """
         codes = self._check_z(codes).double()

@@ -15,8 +15,8 @@ from huggingface_hub.errors import EntryNotFoundError
 #: bumped when a saved config can no longer be read by older code
 #: 2: `prior_mean` / `prior_chol` buffers (the fitted prior of `sample`)
 FORMAT_VERSION = 2
-#: buffers added by a later format: a file without them keeps the module's defaults
-OPTIONAL_KEYS = {"prior_mean": 2, "prior_chol": 2}
+#: buffers added in format 2: a format-1 file without them keeps the module's defaults
+OPTIONAL_KEYS = frozenset({"prior_mean", "prior_chol"})
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
 
 

@@ -11,6 +11,14 @@ from latent_evo.tasks import get_task
 from latent_evo.tokenizer import Tokenizer
 
 
+def _tiny_compressor_dir(tmp_path):
+    """An untrained compressor for `mnist1d-mlp-tiny`, saved under tmp_path/comp."""
+    comp_dir = tmp_path / "comp"
+    task = get_task("mnist1d-mlp-tiny")
+    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    return comp_dir
+
+
 def test_bench_speed_smoke(tmp_path):
     argv = ["speed", "--tasks", "mnist1d-mlp-tiny", "--pops", "8", "--repeats", "1",
             "--max-decode-params", "20000", "--out", str(tmp_path)]  # fmt: skip
@@ -25,9 +33,7 @@ def test_bench_speed_smoke(tmp_path):
 
 def test_bench_search_smoke(tmp_path):
     torch.manual_seed(0)
-    task = get_task("mnist1d-mlp-tiny")
-    comp_dir = tmp_path / "comp"
-    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    comp_dir = _tiny_compressor_dir(tmp_path)
     argv = ["search", "--task", "mnist1d-mlp-tiny", "--settings", "family", "--seeds", "0,1",
             "--budget", "96", "--methods", "latent-cma,direct-ga,direct-cma,sgd,prior-best-of-n",
             "--sgd-steps", "5", "--compressor", str(comp_dir), "--out", str(tmp_path)]  # fmt: skip
@@ -54,8 +60,7 @@ def test_bench_search_zoo_warm_start_counts_the_zoo(tmp_path):
 
     torch.manual_seed(0)
     task = get_task("mnist1d-mlp-tiny")
-    comp_dir = tmp_path / "comp"
-    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    comp_dir = _tiny_compressor_dir(tmp_path)
     (tmp_path / "zoo" / "shards").mkdir(parents=True)
     zoo = task.init_genomes(5, torch.Generator().manual_seed(1))
     save_file({"genomes": zoo.contiguous()}, tmp_path / "zoo" / "shards" / "c0.safetensors")
@@ -78,9 +83,7 @@ def test_bench_search_stops_on_a_signal_and_keeps_finished_runs(tmp_path, monkey
     from latent_evo import evolution
 
     torch.manual_seed(0)
-    task = get_task("mnist1d-mlp-tiny")
-    comp_dir = tmp_path / "comp"
-    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    comp_dir = _tiny_compressor_dir(tmp_path)
     step, calls = evolution.LatentEvolution.step, []
 
     def step_then_signal(self):
@@ -103,9 +106,7 @@ def test_bench_search_stops_on_a_signal_and_keeps_finished_runs(tmp_path, monkey
 
 
 def _external_argv(tmp_path, methods: str) -> list[str]:
-    comp_dir = tmp_path / "comp"
-    task = get_task("mnist1d-mlp-tiny")
-    Compressor.from_tokenizer(Tokenizer(task.spec, 64)).save_pretrained(comp_dir)
+    comp_dir = _tiny_compressor_dir(tmp_path)
     return ["search", "--task", "mnist1d-mlp-tiny", "--settings", "family", "--seeds", "0",
             "--budget", "96", "--methods", methods, "--compressor", str(comp_dir),
             "--out", str(tmp_path)]  # fmt: skip
