@@ -6,16 +6,15 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from latent_evo.bench_baselines import Tracker, run_baseline
 from latent_evo.bench_common import ROOT, provenance, provenance_md
 from latent_evo.bench_external import EXTERNAL, run_external
 
@@ -40,6 +39,7 @@ SWITCH = {
     "tol": 2e-3,
     "strategy": {"name": "openai_es", "popsize": POP, "hparams": {"sigma_init": 0.02, "lr": 0.01}},
 }
+OUTPUT_LAYER = ["<output layer>"]  # placeholder: `output_layer(task.spec)` at run time
 DIRECT_CMA_MAX_DIM = 2000  # full-covariance CMA-ES: d x d matrix and O(d^2)+ work per generation
 
 
@@ -53,6 +53,9 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         # warm start: the search begins at the encoding of the zoo's best checkpoint (every zoo
         # checkpoint's evaluation is counted in the budget)
         "latent-cma-zoo-switch": {**cma, "switch": SWITCH, "init": {"kind": "zoo", "top_k": 1}},
+        # on an unseen task: latent search, then direct search over the output layer only
+        # (resolved per task by `output_layer`), the rest of the network kept as found
+        "latent-cma-switch-head": {**cma, "switch": {**SWITCH, "tensors": OUTPUT_LAYER}},
         "latent-ga": dict(mode="latent", strategy="ga", popsize=POP,
                           strategy_hparams={"mutation_sigma": 0.2}, init={"kind": "prior"}),
         "latent-openai-es": dict(mode="latent", strategy="openai_es", popsize=POP,
@@ -80,6 +83,7 @@ LABELS = {
     "latent-cma": "latent CMA-ES",
     "latent-cma-switch": "latent CMA-ES + switch",
     "latent-cma-zoo-switch": "latent CMA-ES from the best zoo code + switch",
+    "latent-cma-switch-head": "latent CMA-ES + switch to the output layer",
     "latent-ga": "latent GA",
     "latent-openai-es": "latent OpenAI-ES",
     "latent-finetune": "latent CMA-ES + online fine-tuning",
@@ -97,6 +101,12 @@ LABELS = {
 }
 
 
+def output_layer(spec) -> list[str]:
+    """Glob pattern of the module that holds the genome's last tensor (`layers.2.*`)."""
+    last = spec.tensors[-1].name
+    return [last.rsplit(".", 1)[0] + ".*" if "." in last else last]
+
+
 def find_compressor(path: str | None) -> Path:
     if path:
         return Path(path)
@@ -110,130 +120,6 @@ def find_compressor(path: str | None) -> Path:
     if not cands:
         raise FileNotFoundError("no compressor: pass --compressor (bundled one missing)")
     return cands[-1].parent
-
-
-class Tracker:
-    """Best-so-far (by training fitness) over a stream of evaluated genomes -> a curve of
-    (evaluations, test accuracy of the current best), for the non-`evolve` baselines."""
-
-    def __init__(self, task, log_every: int):
-        self.task, self.log_every = task, log_every
-        self.evaluations, self.best_f, self.best_g = 0, math.inf, None
-        self.history: list[dict[str, float]] = []
-        self._next = log_every
-
-    def add(self, genomes: torch.Tensor, force_log: bool = False) -> float:
-        """Evaluate (counted), update the best; returns the batch's best training loss."""
-        return float(self.fitness(genomes, force_log).min())
-
-    def fitness(self, genomes: torch.Tensor, force_log: bool = False) -> torch.Tensor:
-        """`(P, n)` genomes -> `(P,)` training losses, counted and tracked (NaN counts as worst)."""
-        out = []
-        for s in range(0, len(genomes), 256):
-            g = genomes[s : s + 256]
-            with torch.no_grad():
-                f = torch.nan_to_num(self.task.fitness_genomes(g), nan=math.inf)
-            out.append(f)
-            self.evaluations += len(g)
-            i = int(torch.argmin(f))
-            if float(f[i]) < self.best_f:
-                self.best_f, self.best_g = float(f[i]), g[i].clone()
-            if self.evaluations >= self._next or force_log:
-                self.log()
-                while self._next <= self.evaluations:
-                    self._next += self.log_every
-        return torch.cat(out)
-
-    def log(self) -> None:
-        m = self.task.evaluate(self.best_g)
-        self.history.append({"evaluations": self.evaluations, "best_fitness": self.best_f, **m})
-
-    def result(self, wall: float, **extra: Any) -> dict[str, Any]:
-        if not self.history or self.history[-1]["evaluations"] != self.evaluations:
-            self.log()
-        return {
-            "history": self.history,
-            "evaluations": self.evaluations,
-            "best_fitness": self.best_f,
-            "test": self.task.evaluate(self.best_g),
-            "wall_s": wall,
-            **extra,
-        }
-
-
-def zoo_genomes(zoo: Path, spec) -> tuple[torch.Tensor, str]:
-    """The zoo's last checkpoint of every trained network (networks stop at different epochs)."""
-    sys.path.insert(0, str(ROOT))
-    from zoo.dataset import ZooDataset
-
-    ds = ZooDataset(zoo, split="all")
-    ep, mid = torch.as_tensor(ds.epochs), torch.as_tensor(ds.model_ids)
-    last: dict[int, int] = {}
-    for i in torch.argsort(ep, stable=True).tolist():  # later epochs overwrite earlier ones
-        last[int(mid[i])] = i
-    idx = torch.tensor(sorted(last.values()))
-    g = ds.genomes(idx).to(spec.dtype)
-    return (
-        g,
-        f"the last checkpoint of each of the {len(idx)} networks of {zoo.name} ({len(ds)} checkpoints in all)",
-    )
-
-
-def run_baseline(
-    name: str, task, comp, zoo: Path, budget: int, seed: int, log_every: int, sgd_steps: int
-) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    gen = torch.Generator().manual_seed(seed)
-    if name == "sgd":
-        from latent_evo.demo import run_sgd
-
-        torch.manual_seed(seed)
-        r = run_sgd(task, sgd_steps, lr=1e-3, seed=seed)
-        return {
-            "history": [], "evaluations": None, "test": r["test"], "wall_s": r["wall_s"],
-            "note": f"{sgd_steps} Adam steps (lr 1e-3) on minibatches of 128; gradient "
-                    "evaluations, not counted in the budget",
-            "sgd_history": r["history"],
-        }  # fmt: skip
-    tr = Tracker(task, log_every)
-    if name == "prior-best-of-n":
-        for s in range(0, budget, 256):
-            n = min(256, budget - s)
-            with torch.no_grad():
-                z = comp.sample(n, gen)
-                tr.add(comp.decode_genomes(z))
-        return tr.result(time.perf_counter() - t0, note=f"N = {budget} samples z ~ prior")
-    zg, desc = zoo_genomes(zoo, task.spec)
-    with torch.no_grad():
-        fz = torch.cat([task.fitness_genomes(zg[s : s + 256]) for s in range(0, len(zg), 256)])
-    order = torch.argsort(fz)
-    if name == "zoo-best":
-        tr.add(zg, force_log=True)  # every checkpoint's training fitness is a true evaluation
-        return tr.result(time.perf_counter() - t0, note=f"argmin training loss over {desc}")
-    if name == "zoo-avg-top":
-        tr.add(zg, force_log=True)
-        ks = [k for k in (2, 4, 8, 16, 32) if k <= len(zg)]
-        tr.add(torch.stack([zg[order[:k]].mean(0) for k in ks]), force_log=True)
-        return tr.result(
-            time.perf_counter() - t0,
-            note=f"mean weights of the top k by training loss, k in {ks}; best kept ({desc})",
-        )
-    if name == "zoo-best-noise":
-        tr.add(zg, force_log=True)
-        best = zg[order[0]]
-        sigmas = (0.001, 0.003, 0.01, 0.03, 0.1)
-        per = max((budget - len(zg)) // len(sigmas), 1)
-        per_sigma = {}
-        for sigma in sigmas:  # σ tuned by spending the remaining budget on a grid
-            g = best + sigma * torch.randn(per, best.numel(), generator=gen)
-            per_sigma[sigma] = tr.add(g)
-        best_sigma = min(per_sigma, key=per_sigma.get)
-        return tr.result(
-            time.perf_counter() - t0,
-            note=f"{per} noisy copies per σ in {sigmas}; best σ {best_sigma} ({desc})",
-            best_sigma=best_sigma,
-        )
-    raise ValueError(f"unknown baseline {name!r}")
 
 
 def run_method(
@@ -255,6 +141,8 @@ def run_method(
     if name == "direct-cma" and task.spec.numel > DIRECT_CMA_MAX_DIM:
         return {"skipped": f"d = {task.spec.numel:,} > {DIRECT_CMA_MAX_DIM}: full-covariance "
                            "CMA-ES needs a d x d matrix and O(d^2) work per sample"}  # fmt: skip
+    if opts.get("switch", {}).get("tensors") == OUTPUT_LAYER:
+        opts["switch"]["tensors"] = output_layer(task.spec)
     if opts["init"]["kind"] == "zoo":
         opts["init"]["path"] = str(zoo)
     t0 = time.perf_counter()

@@ -130,6 +130,8 @@ class CheckpointMixin:
         t: dict[str, Tensor] = {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state()}
         t.update(prefixed("strategy", self.strategy.state_dict()))
         t.update(prefixed("space", self.space.state_dict()))
+        if self.switch_space is not self.direct_space:
+            t.update(prefixed("switch_space", self.switch_space.state_dict()))
         for name in ("direct_strategy", "warmup_strategy"):
             s = getattr(self, name)
             if s is not None:
@@ -159,7 +161,9 @@ class CheckpointMixin:
         if "cuda_rng" in tensors and dev.type == "cuda":
             torch.cuda.set_rng_state(tensors["cuda_rng"], dev)
         self.strategy.load_state_dict(unprefixed("strategy", tensors))
-        self.space.load_state_dict({k: v.to(dev) for k, v in unprefixed("space", tensors).items()})
+        for name in ("space", "switch_space"):
+            sd = {k: v.to(dev) for k, v in unprefixed(name, tensors).items()}
+            getattr(self, name).load_state_dict(sd)
         sw, wu = self.cfg.switch.strategy, self.cfg.finetune.warmup.strategy
         for name, scfg, off in (
             ("direct_strategy", sw, SEED_DIRECT),
@@ -167,7 +171,8 @@ class CheckpointMixin:
         ):
             sd = unprefixed(name, tensors)
             if sd:
-                s = make_strategy(scfg, self.n, dev, self.cfg.seed + off)
+                dim = self.switch_space.dim if name == "direct_strategy" else self.n
+                s = make_strategy(scfg, dim, dev, self.cfg.seed + off)
                 s.load_state_dict(sd)
                 setattr(self, name, s)
         if self.archive is not None:

@@ -39,7 +39,14 @@ from latent_evo.evolve_config import EvolveConfig
 from latent_evo.evolve_init import EvolveResult, checked_fitness, genome_to_module, resolve_task
 from latent_evo.finetune import Archive
 from latent_evo.hybrid import SEED_STRATEGY, HybridMixin, make_strategy
-from latent_evo.spaces import DirectSpace, LatentSpace, ResidualSpace, SearchSpace
+from latent_evo.spaces import (
+    DirectSpace,
+    LatentSpace,
+    ResidualSpace,
+    SearchSpace,
+    SubsetSpace,
+    subset_index,
+)
 from latent_evo.strategies import Strategy
 
 Callback = Callable[["LatentEvolution", dict[str, Any]], None]
@@ -88,7 +95,13 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
         self.n = self.task.spec.numel
         self.compressor = self._load_compressor(compressor)
         self.space: SearchSpace = self._make_space()
-        self.direct_space = DirectSpace(self.n)
+        self.direct_space = DirectSpace(self.n)  # the warm-up population's space
+        # the space of the direct phase after a switch: the whole genome or some of its tensors
+        self.switch_space: SearchSpace = (
+            SubsetSpace(self.n, subset_index(self.task.spec, cfg.switch.tensors))
+            if cfg.switch.tensors
+            else self.direct_space
+        )
         seed_ = cfg.seed
         if isinstance(strategy, Strategy):
             if strategy.dim != self.space.dim:
@@ -148,7 +161,7 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
     @property
     def active(self) -> tuple[Strategy, SearchSpace]:
         if self.phase == "direct" and self.cfg.mode != "direct":
-            return self.direct_strategy, self.direct_space
+            return self.direct_strategy, self.switch_space
         return self.strategy, self.space
 
     # ------------------------------------------------------------------ evaluation

@@ -62,10 +62,14 @@ class SwitchConfig:
     #: a switch happens when best fitness improved by less than `tol` over `window` generations
     window: int = 10
     tol: float = 1e-3
-    #: direct-space strategy used after a switch (dim = genome size)
+    #: direct-space strategy used after a switch (dim = genome size, or the size of `tensors`)
     strategy: StrategyConfig = field(
         default_factory=lambda: StrategyConfig("openai_es", 32, {"sigma_init": 0.02, "lr": 0.01})
     )
+    #: glob patterns of tensor names the direct phase searches (["layers.2.*"]: the output
+    #: layer of a 2-hidden-layer MLP); the other weights stay as in the best genome at the
+    #: switch. Empty = the whole genome.
+    tensors: list[str] = field(default_factory=list)
     #: switch back to latent space when the direct phase stalls too
     back: bool = False
     #: always spend the last N generations in direct space (hybrid refinement; needs generations)

@@ -5,7 +5,8 @@ between latent and direct space, residual re-basing, and online fine-tuning with
 Switch rule (logged as a "switch" event with its reason): in latent space, when the best fitness
 improved by less than `switch.tol` over the last `switch.window` generations (and at least a
 window after the previous switch), continue in direct space from the best genome with
-`switch.strategy`; with `switch.back`, a direct phase that stalls by the same rule returns to
+`switch.strategy` (over the whole genome, or only the tensors `switch.tensors` names); with
+`switch.back`, a direct phase that stalls by the same rule returns to
 latent space re-centred (residual: re-based) on the best genome. `final_direct_generations`
 forces the last N generations into direct space (hybrid refinement).
 """
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from latent_evo.evolve_config import StrategyConfig
 from latent_evo.finetune import finetune, reencode
-from latent_evo.spaces import ResidualSpace
+from latent_evo.spaces import ResidualSpace, SubsetSpace
 from latent_evo.strategies import Strategy, get_strategy
 
 # Offsets of the seeds of the run's independent random streams (strategy / switch / warm-up).
@@ -105,13 +106,17 @@ class HybridMixin:
             reason = (
                 "final direct refinement" if final else f"stall: < {sw.tol} in {sw.window} gens"
             )
+            space = self.switch_space
+            if isinstance(space, SubsetSpace):
+                space.set_base(self.best_genome)
+            mean = space.from_genomes(self.best_genome[None])[0]
             if self.direct_strategy is None:
                 self.direct_strategy = make_strategy(
-                    sw.strategy, self.n, self.device, self.cfg.seed + SEED_DIRECT
+                    sw.strategy, space.dim, self.device, self.cfg.seed + SEED_DIRECT
                 )
-                self.direct_strategy.init(mean=self.best_genome)
+                self.direct_strategy.init(mean=mean)
             else:
-                self.direct_strategy.set_mean(self.best_genome)
+                self.direct_strategy.set_mean(mean)
             self._switch("direct", reason)
         elif self.phase == "direct" and sw.back and not final and self._stalled():
             self._recentre_latent(self.best_genome)

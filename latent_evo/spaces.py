@@ -1,6 +1,7 @@
 """Search spaces: how a strategy's `(P, d)` candidates become `(P, n)` genomes.
 
     DirectSpace     genome = x                                        (d = n, the baseline)
+    SubsetSpace     genome = base with the entries of some tensors set to x   (d = their size)
     LatentSpace     genome = decode(z)                                 (d = s, the decoder's image)
     ResidualSpace   genome = base + alpha * (decode(z_a + u) - decode(z_a))
 
@@ -66,6 +67,63 @@ class DirectSpace(SearchSpace):
 
     def from_genomes(self, g: Tensor) -> Tensor:
         return g
+
+
+class SubsetSpace(SearchSpace):
+    """Direct search over some entries of the genome (`index`, e.g. the output layer's weights);
+    every other entry stays at `base`, typically the best genome when the search switched here.
+    Re-fitting the head of a network whose features came from latent search is the
+    gradient-free analogue of fine-tuning only the last layer in transfer learning."""
+
+    name = "subset"
+
+    def __init__(self, numel: int, index: Tensor):
+        if index.numel() == 0:
+            raise ValueError("SubsetSpace: the index selects no genome entries")
+        self.numel = int(numel)
+        self.index = index.long()
+        self.dim = int(index.numel())
+        self.base: Tensor | None = None  # (n,)
+
+    def set_base(self, base: Tensor) -> None:
+        self.base = base.detach().clone()
+        self.index = self.index.to(base.device)
+
+    def to_genomes(self, x: Tensor) -> Tensor:
+        if self.base is None:
+            raise RuntimeError("SubsetSpace: call set_base(genome) before decoding")
+        g = self.base.expand(x.shape[0], -1).clone()  # (P, n)
+        g[:, self.index] = x.to(g.dtype)
+        return g
+
+    def from_genomes(self, g: Tensor) -> Tensor:
+        return g[:, self.index.to(g.device)]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {} if self.base is None else {"base": self.base}
+
+    def load_state_dict(self, sd: dict[str, Tensor]) -> None:
+        if "base" in sd:
+            self.set_base(sd["base"])
+
+
+def subset_index(spec: Any, patterns: list[str] | tuple[str, ...]) -> Tensor:
+    """Flat genome indices of the tensors whose names match any of the glob `patterns`
+    (`["layers.2.*"]`, `["*.bias"]`), in genome order; an unmatched pattern is an error that
+    lists the tensor names."""
+    from fnmatch import fnmatchcase
+
+    names = [t.name for t in spec.tensors]
+    for p in patterns:
+        if not any(fnmatchcase(n, p) for n in names):
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise ValueError(f"tensor pattern {p!r} matches no tensor of the genome ({shown})")
+    parts = [
+        torch.arange(off, off + k)
+        for name, off, k in zip(names, spec.offsets, spec.numels, strict=True)
+        if any(fnmatchcase(name, p) for p in patterns)
+    ]
+    return torch.cat(parts)
 
 
 class LatentSpace(SearchSpace):

@@ -75,6 +75,25 @@ def test_bench_search_zoo_warm_start_counts_the_zoo(tmp_path):
     assert run["evaluations"] == 5 + 2 * 32  # the zoo, then two generations of 32
 
 
+def test_bench_search_switch_to_the_output_layer(tmp_path):
+    """`latent-cma-switch-head` resolves its tensors to the task's output layer and, once the
+    latent search stalls, searches only those weights."""
+    from latent_evo import bench_search
+
+    torch.manual_seed(0)
+    comp_dir = _tiny_compressor_dir(tmp_path)
+    assert bench_search.output_layer(get_task("mnist1d-mlp-wide").spec) == ["layers.2.*"]
+    argv = ["search", "--task", "mnist1d-mlp-tiny", "--settings", "transfer", "--seeds", "0",
+            "--budget", "1600", "--methods", "latent-cma-switch-head", "--compressor",
+            str(comp_dir), "--out", str(tmp_path)]  # fmt: skip
+    assert bench.main(argv) == 0
+    (run,) = json.loads((tmp_path / "search.json").read_text())["settings"]["transfer"]["runs"][
+        "latent-cma-switch-head"
+    ]
+    assert run["options"]["switch"]["tensors"] == ["layers.1.*"]
+    assert [e["to"] for e in run["events"] if e["event"] == "switch"] == ["direct"]
+
+
 def test_bench_search_stops_on_a_signal_and_keeps_finished_runs(tmp_path, monkeypatch):
     """SIGINT/SIGTERM end a run early (`evolve` returns `interrupted`); the benchmark must then
     stop instead of going on to the next run, keeping the JSON of the runs that finished."""

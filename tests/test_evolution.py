@@ -161,6 +161,39 @@ def test_switch_to_direct_when_latent_stalls(task, compressor):
     assert res.best_fitness <= switches[0]["best_fitness"]
 
 
+def test_switch_to_some_tensors_keeps_the_rest(task, compressor):
+    """switch.tensors: the direct phase searches only the output layer; every other weight
+    stays exactly as in the best genome at the switch."""
+    run = LatentEvolution(task, compressor, "cma_es", {"seed": 0, "eval_every": 0,
+        "strategy": {"popsize": 8, "hparams": {"sigma_init": 1e-6}},
+        "switch": {"enabled": True, "window": 3, "tol": 1e-4, "tensors": ["layers.1.*"],
+                   "strategy": {"name": "openai_es", "popsize": 8,
+                                "hparams": {"sigma_init": 0.05, "lr": 0.05}}}})  # fmt: skip
+    while run.phase == "latent":
+        run.step()
+    at_switch = run.best_genome.clone()
+    head = run.switch_space.index
+    off = task.spec.offsets[task.spec.index("layers.1.weight")]
+    assert head[0] == off and len(head) == task.spec.numel - off  # weight + bias of layer 1
+    assert run.direct_strategy.dim == len(head)
+    for _ in range(4):
+        run.step()
+    genomes = run.switch_space.to_genomes(run.direct_strategy.ask())  # (P, n)
+    keep = torch.ones(task.spec.numel, dtype=torch.bool)
+    keep[head] = False
+    assert torch.equal(genomes[:, keep], at_switch[keep].expand(len(genomes), -1))
+    assert not torch.equal(genomes[:, head], at_switch[head].expand(len(genomes), -1))
+    assert torch.equal(run.best_genome[keep], at_switch[keep])
+    assert run.history[-1]["phase"] == "direct"
+
+
+def test_switch_tensors_pattern_that_matches_nothing_is_an_error(task, compressor):
+    with pytest.raises(ValueError, match=r"'head\.\*' matches no tensor.*layers\.0\.weight"):
+        LatentEvolution(
+            task, compressor, "cma_es", {"switch": {"enabled": True, "tensors": ["head.*"]}}
+        )
+
+
 def test_surrogate_prescreening_counts_savings(task, compressor):
     res = evolve(task, compressor, "cma_es", generations=4, popsize=16, seed=0, eval_every=0,
                  strategy_hparams={"sigma_init": 0.5},
@@ -218,19 +251,22 @@ def _cfg(**kw):
     return base
 
 
-def test_resume_is_bit_identical(task, compressor, tmp_path):
+@pytest.mark.parametrize("tensors", [[], ["layers.1.*"]], ids=["whole-genome", "some-tensors"])
+def test_resume_is_bit_identical(task, compressor, tmp_path, tensors):
     # residual GA + re-basing + fine-tuning + switching there and back: every piece of state
-    full = LatentEvolution(task, _fresh(compressor), None, _cfg())
+    cfg = _cfg()
+    cfg["switch"]["tensors"] = tensors
+    full = LatentEvolution(task, _fresh(compressor), None, cfg)
     for _ in range(6):
         full.step()
     assert {e["event"] for e in full.events} == {"finetune", "switch", "rebase"}
     assert {e["to"] for e in full.events if e["event"] == "switch"} == {"direct", "latent"}
-    part = LatentEvolution(task, _fresh(compressor), None, _cfg())
+    part = LatentEvolution(task, _fresh(compressor), None, cfg)
     for _ in range(3):
         part.step()
     part.save(tmp_path)
     del part
-    resumed = LatentEvolution(task, _fresh(compressor), None, _cfg())
+    resumed = LatentEvolution(task, _fresh(compressor), None, cfg)
     resumed.load(tmp_path)
     assert resumed.generation == 3
     for _ in range(3):
