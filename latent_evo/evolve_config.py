@@ -156,6 +156,11 @@ class EvolveConfig:
             raise ConfigError(f"init.kind: unknown {self.init.kind!r}")
         if self.init.kind in ("zoo", "network") and not self.init.path:
             raise ConfigError(f"init.path: init.kind={self.init.kind!r} needs a path")
+        tensors = self.switch.tensors
+        if isinstance(tensors, str) or not all(isinstance(t, str) for t in tensors):
+            raise ConfigError(
+                f"switch.tensors: expected a list of glob patterns (['layers.2.*']), got {tensors!r}"
+            )
         if self.finetune.enabled and self.finetune.every < 1:
             raise ConfigError("finetune.every: must be >= 1")
         return self

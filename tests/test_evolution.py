@@ -192,6 +192,8 @@ def test_switch_tensors_pattern_that_matches_nothing_is_an_error(task, compresso
         LatentEvolution(
             task, compressor, "cma_es", {"switch": {"enabled": True, "tensors": ["head.*"]}}
         )
+    with pytest.raises(ConfigError, match=r"switch\.tensors: expected a list"):
+        EvolveConfig.from_dict({"switch": {"tensors": "layers.1.*"}})
 
 
 def test_surrogate_prescreening_counts_savings(task, compressor):
