@@ -66,16 +66,17 @@ def ceilings(comp, task, steps: int) -> list[dict]:
 
         def from_h():
             y = last(h[None])  # (1, n) normalised values
-            grid = y.new_zeros(1, tok.num_tokens * C).index_copy(1, comp._slots(), y)
-            return tok.detokenize(grid.view(1, tok.num_tokens, C))[0]
+            grid = y.new_zeros(1, tok.num_tokens * C).index_copy(1, comp._slots(), y)  # (1, T*C)
+            return tok.detokenize(grid.view(1, tok.num_tokens, C))[0]  # (1, T, C) -> (n,)
 
         rows.append({"space": f"decoder hidden h ({h.numel()}; the residual subspace)",
                      **adam(task, [h], from_h, steps, 0.05)})  # fmt: skip
-    modules = sorted({t.name.rsplit(".", 1)[0] for t in task.spec.tensors},
-                     key=lambda m: next(i for i, t in enumerate(task.spec.tensors)
-                                        if t.name.startswith(m + ".")))  # fmt: skip
-    for m in modules:
-        idx = subset_index(task.spec, [m + ".*"])
+    # one group per module (`layers.0.weight` + `layers.0.bias`), in genome order
+    groups: dict[str, list[str]] = {}
+    for t in task.spec.tensors:
+        groups.setdefault(t.name.rsplit(".", 1)[0], []).append(t.name)
+    for m, names in groups.items():
+        idx = subset_index(task.spec, names)
         x = g_opt[idx].clone().requires_grad_(True)
 
         def from_subset(x=x, idx=idx):

@@ -122,8 +122,9 @@ def unprefixed(prefix: str, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 class CheckpointMixin:
     """`state_dict` / `load_state_dict` / `save` / `load` of `LatentEvolution`: strategies
-    (all three), search-space state (residual base), archive, fine-tuned compressor, the run's
-    generator and torch's global RNG (training noise), counters, history and events."""
+    (all three), search-space state (residual base, the base of a `switch.tensors` phase),
+    archive, fine-tuned compressor, the run's generator and torch's global RNG (training
+    noise), counters, history and events."""
 
     def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """(tensors, JSON-able metadata): everything needed to continue bit-identically."""

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from latent_evo.checkpoint import CheckpointMixin
 from latent_evo.distributed import is_main, shard_map
-from latent_evo.evolve_config import EvolveConfig
+from latent_evo.evolve_config import ConfigError, EvolveConfig
 from latent_evo.evolve_init import EvolveResult, checked_fitness, genome_to_module, resolve_task
 from latent_evo.finetune import Archive
 from latent_evo.hybrid import SEED_STRATEGY, HybridMixin, make_strategy
@@ -97,11 +97,15 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
         self.space: SearchSpace = self._make_space()
         self.direct_space = DirectSpace(self.n)  # the warm-up population's space
         # the space of the direct phase after a switch: the whole genome or some of its tensors
-        self.switch_space: SearchSpace = (
-            SubsetSpace(self.n, subset_index(self.task.spec, cfg.switch.tensors))
-            if cfg.switch.tensors
-            else self.direct_space
-        )
+        self.switch_space: SearchSpace = self.direct_space
+        if cfg.switch.tensors:
+            if cfg.mode == "direct":
+                raise ConfigError("switch.tensors: a direct-mode run never switches; drop it")
+            try:
+                index = subset_index(self.task.spec, cfg.switch.tensors)
+            except ValueError as e:
+                raise ConfigError(f"switch.tensors: {e}") from None
+            self.switch_space = SubsetSpace(self.n, index)
         seed_ = cfg.seed
         if isinstance(strategy, Strategy):
             if strategy.dim != self.space.dim:

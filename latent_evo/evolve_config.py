@@ -68,7 +68,8 @@ class SwitchConfig:
     )
     #: glob patterns of tensor names the direct phase searches (["layers.2.*"]: the output
     #: layer of a 2-hidden-layer MLP); the other weights stay as in the best genome at the
-    #: switch. Empty = the whole genome.
+    #: switch (a fine-tuning warm-up population, while active, still searches them all).
+    #: Empty = the whole genome.
     tensors: list[str] = field(default_factory=list)
     #: switch back to latent space when the direct phase stalls too
     back: bool = False
@@ -157,10 +158,12 @@ class EvolveConfig:
         if self.init.kind in ("zoo", "network") and not self.init.path:
             raise ConfigError(f"init.path: init.kind={self.init.kind!r} needs a path")
         tensors = self.switch.tensors
-        if isinstance(tensors, str) or not all(isinstance(t, str) for t in tensors):
+        if not isinstance(tensors, list | tuple) or not all(isinstance(t, str) for t in tensors):
             raise ConfigError(
                 f"switch.tensors: expected a list of glob patterns (['layers.2.*']), got {tensors!r}"
             )
+        if tensors and not self.switch.enabled:
+            raise ConfigError("switch.tensors: set, but switch.enabled is false (nothing uses it)")
         if self.finetune.enabled and self.finetune.every < 1:
             raise ConfigError("finetune.every: must be >= 1")
         return self

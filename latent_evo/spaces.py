@@ -18,6 +18,7 @@ gradient descent); the loop calls them under `torch.no_grad()`.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 import torch
@@ -86,6 +87,10 @@ class SubsetSpace(SearchSpace):
         self.base: Tensor | None = None  # (n,)
 
     def set_base(self, base: Tensor) -> None:
+        if base.shape != (self.numel,):
+            raise ValueError(
+                f"SubsetSpace: base has shape {tuple(base.shape)}, not ({self.numel},)"
+            )
         self.base = base.detach().clone()
         self.index = self.index.to(base.device)
 
@@ -111,8 +116,6 @@ def subset_index(spec: Any, patterns: list[str] | tuple[str, ...]) -> Tensor:
     """Flat genome indices of the tensors whose names match any of the glob `patterns`
     (`["layers.2.*"]`, `["*.bias"]`), in genome order; an unmatched pattern is an error that
     lists the tensor names."""
-    from fnmatch import fnmatchcase
-
     names = [t.name for t in spec.tensors]
     for p in patterns:
         if not any(fnmatchcase(n, p) for n in names):
