@@ -59,15 +59,13 @@ def ceilings(comp, task, steps: int) -> list[dict]:
     with torch.no_grad():
         g_opt = comp.decode_genomes(z_opt[None])[0]
     if isinstance(comp, MLPAutoencoder):
-        last, tok, C = comp.decoder[-1], comp.tokenizer, comp.config.chunk_size
         with torch.no_grad():
             h = comp.decoder[:-1](z_opt[None])[0]  # (hidden,)
         h.requires_grad_(True)
 
         def from_h():
-            y = last(h[None])  # (1, n) normalised values
-            grid = y.new_zeros(1, tok.num_tokens * C).index_copy(1, comp._slots(), y)  # (1, T*C)
-            return tok.detokenize(grid.view(1, tok.num_tokens, C))[0]  # (1, T, C) -> (n,)
+            y = comp.decoder[-1](h[None])  # (1, n) normalised values
+            return comp.tokenizer.detokenize(comp.values_to_tokens(y))[0]  # (n,)
 
         rows.append({"space": f"decoder hidden h ({h.numel()}; the residual subspace)",
                      **adam(task, [h], from_h, steps, 0.05)})  # fmt: skip

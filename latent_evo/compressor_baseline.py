@@ -69,12 +69,14 @@ class MLPAutoencoder(GenomeAutoencoder, SafeHubMixin, **_HUB):
     def decode(self, z: torch.Tensor, block_size: int | None = None) -> torch.Tensor:
         """(P, s) -> (P, T, C) tokens (block_size is accepted for API parity; the last layer
         emits all n values at once)."""
-        z = self._check_z(z)
-        tok = self.tokenizer
-        y = self.decoder(z)  # (P, n)
-        out = y.new_zeros(y.shape[0], tok.num_tokens * self.config.chunk_size)  # (P, T*C)
+        return self.values_to_tokens(self.decoder(self._check_z(z)))
+
+    def values_to_tokens(self, y: torch.Tensor) -> torch.Tensor:
+        """(P, n) normalised values, as the decoder's last layer emits them -> (P, T, C) tokens."""
+        T, C = self.tokenizer.num_tokens, self.config.chunk_size
+        out = y.new_zeros(y.shape[0], T * C)  # (P, T*C)
         out = out.index_copy(1, self._slots(), y)  # differentiable scatter into the grid
-        return out.view(y.shape[0], tok.num_tokens, self.config.chunk_size)  # (P, T, C)
+        return out.view(y.shape[0], T, C)  # (P, T, C)
 
     def decoder_flops_per_param(self) -> float:
         """Analytic decode FLOPs per emitted value (matmuls + GELUs)."""
