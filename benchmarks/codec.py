@@ -4,7 +4,7 @@ Times each stage over repeats (median) for a single genome and a small populatio
 64 and 1024, with fitted (non-identity) normalisation so the affine step is real. Prints a markdown
 table and writes it to benchmarks/results/codec.md (recorded, not asserted).
 
-    .venv/bin/python benchmarks/codec.py [--repeats 7] [--pop 1 8] [--chunks 64 1024]
+    .venv/bin/python -m latent_evo.benchmarks.codec [--repeats 7] [--pop 1 8] [--chunks 64 1024]
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +20,9 @@ from pathlib import Path
 import torch
 import torchvision
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-from latent_evo.bench_common import cpu_name  # noqa: E402
-from latent_evo.genome import GenomeSpec  # noqa: E402
-from latent_evo.tokenizer import Tokenizer  # noqa: E402
+from latent_evo.benchmarks.common import cpu_name
+from latent_evo.compressor.tokenizer import Tokenizer
+from latent_evo.genome import GenomeSpec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "codec.md"
 
@@ -158,7 +155,7 @@ def main() -> None:
         + "\n"
         f"- machine: {hw}; load average during the run: {load} (other jobs shared the cores)\n"
         f"- torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}\n"
-        f"- reproduce: `.venv/bin/python benchmarks/codec.py --repeats {args.repeats} "
+        f"- reproduce: `.venv/bin/python -m latent_evo.benchmarks.codec --repeats {args.repeats} "
         f"--pop {' '.join(map(str, args.pop))} --chunks {' '.join(map(str, args.chunks))} --device {args.device}"
         + (f" --threads {args.threads}" if args.threads else "")
         + "`\n"

@@ -1,6 +1,6 @@
 """Decode throughput and FLOPs per emitted parameter of the Compressor's hypernetwork decoder.
 
-    .venv/bin/python benchmarks/decode.py [--quick]
+    .venv/bin/python -m latent_evo.benchmarks.decode [--quick]
 
 Cases: the MNIST-1D MLP 40-256-256-10 (78,858 params) at P = 64 and 256 (cached queries, the
 evolution hot path), and one latent decoded into a 124M-parameter GPT-2 genome, streamed in
@@ -11,7 +11,6 @@ matmuls only, and skips SDPA on CPU). Writes benchmarks/results/decode.md.
 
 import argparse
 import platform
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -20,12 +19,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from latent_evo.compressor import Compressor, CompressorConfig  # noqa: E402
-from latent_evo.compressor_baseline import MLPAutoencoder  # noqa: E402
-from latent_evo.genome import GenomeSpec  # noqa: E402
-from latent_evo.tokenizer import Tokenizer  # noqa: E402
+from latent_evo.compressor.attention import Compressor, CompressorConfig
+from latent_evo.compressor.mlp import MLPAutoencoder
+from latent_evo.compressor.tokenizer import Tokenizer
+from latent_evo.genome import GenomeSpec
 
 OUT = Path(__file__).resolve().parent / "results" / "decode.md"
 
@@ -92,73 +89,44 @@ def main() -> None:
     tok = Tokenizer(spec, 64)
     comp = Compressor.from_tokenizer(tok)
     base = MLPAutoencoder.from_tokenizer(tok)
-    fl = comp.decoder_flops()
     for P in (64, 256):
-        m = measure(comp, P, 3 if args.quick else 10)
-        rows.append(
-            ("Compressor", f"MLP 40-256-256-10 ({spec.numel:,})", P, m, fl["per_param"], fl)
-        )
-        mb = measure(base, P, 3 if args.quick else 10)
-        rows.append(
-            (
-                "MLPAutoencoder (baseline)",
-                f"MLP 40-256-256-10 ({spec.numel:,})",
-                P,
-                mb,
-                base.decoder_flops_per_param(),
-                None,
-            )
-        )
+        for name, model in (("Compressor", comp), ("MLPAutoencoder (baseline)", base)):
+            m = measure(model, P, 3 if args.quick else 10)
+            rows.append((name, f"MLP 40-256-256-10 ({spec.numel:,})", P, m))
     if not args.quick:
         g = gpt2_spec()
-        big = Compressor(
-            CompressorConfig(genome_spec=g.to_dict())
-        )  # one tokenizer: (T, C) indices are GBs
-        fl_big = big.decoder_flops(include_queries=True)  # queries are recomputed per block
+        big = Compressor(CompressorConfig(genome_spec=g.to_dict()))  # one tokenizer: GBs of indices
         m = measure(big, 1, 1, block_size=65536)
-        rows.append(
-            (
-                "Compressor (streamed, block 65,536)",
-                f"GPT-2 124M ({g.numel:,})",
-                1,
-                m,
-                fl_big["per_param"],
-                fl_big,
-            )
-        )
+        rows.append(("Compressor (streamed, block 65,536)", f"GPT-2 124M ({g.numel:,})", 1, m))
 
     lines = [
         "# Decode benchmark",
         "",
         f"Machine: {platform.processor() or platform.machine()}, 2-core CPU "
         f"(torch threads={torch.get_num_threads()}), no GPU; torch {torch.__version__}, Python {platform.python_version()}.",
-        f"Command: `.venv/bin/python benchmarks/decode.py{' --quick' if args.quick else ''}`. "
+        f"Command: `.venv/bin/python -m latent_evo.benchmarks.decode{' --quick' if args.quick else ''}`. "
         "Default `CompressorConfig` (d_model=128, K=16 latents x 8 = s 128, decoder_heads=4, "
         "decoder_layers=1, chunk 64); weights untrained (cost does not depend on them).",
         "",
-        "FLOPs/param: analytic = `decoder_flops_per_param()` (all work); measured = FlopCounterMode "
-        "(matmuls only; SDPA uncounted on CPU), so measured < analytic by the elementwise work. "
-        "Peak memory: Python-side allocations (`tracemalloc`; torch CPU tensors are not traced by it, "
-        "so for GPT-2 see the block-size bound instead).",
+        "FLOPs/param: matrix products counted by torch's FlopCounterMode (SDPA is uncounted on "
+        "CPU; elementwise work is not counted). Peak memory: Python-side allocations (`tracemalloc`; "
+        "torch CPU tensors are not traced by it, so for GPT-2 see the block-size bound instead).",
         "",
-        "| model | genome | P | decode ms | genomes/s | params/s | FLOPs/param analytic | matmul FLOPs/param measured | analytic matmul/param |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | genome | P | decode ms | genomes/s | params/s | matmul FLOPs/param |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for name, genome, P, m, fpp, fl_ in rows:
-        n = int(genome.split("(")[-1].rstrip(")").replace(",", ""))
-        mm = f"{fl_['matmul'] / n:.0f}" if fl_ else f"{fpp:.0f}"
+    for name, genome, P, m in rows:
         lines.append(
             f"| {name} | {genome} | {P} | {m['sec'] * 1e3:.1f} | {m['gps']:,.0f} | {m['pps']:.3g} | "
-            f"{fpp:.0f} | {m['measured']:.0f} | {mm} |"
+            f"{m['measured']:.0f} |"
         )
-    dec = fl["total"] / 1e6
+    dec = rows[0][3]["measured"] * spec.numel / 1e6
+    fwd = forward_flops_mlp(1000) / 1e6
     lines += [
         "",
-        f"Per MNIST-1D genome the decoder costs {dec:.1f} MFLOP ({fl['per_genome'] / 1e6:.1f} per genome in "
-        f"latent blocks + {fl['per_token']:.0f} per token x {comp.tokenizer.num_tokens} tokens); the network's "
-        f"own forward pass on 1,000 samples costs {forward_flops_mlp(1000) / 1e6:.0f} MFLOP, so decoding is "
-        f"{dec / (forward_flops_mlp(1000) / 1e6):.0%} of one fitness evaluation on 1,000 samples "
-        "(a plain cross-attention decoder at d=256 measured ~500 MFLOP).",
+        f"Per MNIST-1D genome the attention decoder costs {dec:.1f} MFLOP of matrix products; the "
+        f"network's own forward pass on 1,000 samples costs {fwd:.0f} MFLOP, so decoding is "
+        f"{dec / fwd:.0%} of one fitness evaluation on 1,000 samples.",
     ]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")

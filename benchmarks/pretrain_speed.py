@@ -1,6 +1,6 @@
 """Pretraining throughput (genome tokens per second) of `CompressorModule` under Lightning.
 
-    .venv/bin/python benchmarks/pretrain_speed.py --zoo zoos/mnist1d-mlp --config configs/pretrain/mnist1d-mlp.yaml
+    .venv/bin/python -m latent_evo.benchmarks.pretrain_speed --zoo zoos/mnist1d-mlp --config configs/pretrain/mnist1d-mlp.yaml
 
 Times full optimizer steps (forward, every loss term, backward, clipping, AdamW) after a few
 warm-up steps, with the functional term on and off, and prints one markdown table row each.

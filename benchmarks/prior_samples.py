@@ -1,7 +1,7 @@
 """Test accuracy of networks decoded from prior samples: N(0, I) vs the compressor's fitted prior.
 
-    python benchmarks/prior_samples.py mnist1d-mlp-wide runs/wide-mlp-v1/version_0/compressor
-    python benchmarks/prior_samples.py mnist1d-mlp latent_evo/assets/compressors/mnist1d-mlp
+    .venv/bin/python -m latent_evo.benchmarks.prior_samples mnist1d-mlp-wide runs/wide-mlp-v1/version_0/compressor
+    .venv/bin/python -m latent_evo.benchmarks.prior_samples mnist1d-mlp latent_evo/assets/compressors/mnist1d-mlp
 
 A compressor exported before fitted priors existed has N(0, I) in both rows; refit it first with
 `latent-evo zoo fit-prior ZOO COMPRESSOR --out DIR`.
@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from latent_evo.hub import load_compressor
+from latent_evo.compressor.hub import load_compressor
 from latent_evo.tasks import get_task
 
 

@@ -1,19 +1,384 @@
-"""`latent-evo bench search` as a script; all logic is in `latent_evo/bench.py` (see its docstring).
+"""`latent-evo bench search`: test accuracy vs true evaluations, latent vs direct vs baselines
+(see `latent_evo.benchmarks.cli`)."""
 
-Full run (every method, both settings, 20,000 true evaluations, 3 seeds):
-    .venv/bin/python benchmarks/search.py --seeds 0,1,2 --budget 20000
-Reduced run behind benchmarks/results/search.md (shared 2-core CPU, one torch thread):
-    nice -n 19 .venv/bin/python benchmarks/search.py --quick --seeds 0,1,2
-(--quick = budget 3,000 and, on the transfer task, latent CMA-ES + switch, direct OpenAI-ES,
-SGD and the best zoo checkpoint.) Options: --seeds, --budget, --methods a,b (or all),
---settings family,transfer, --transfer-methods, --compressor, --zoo, --sgd-steps, --out DIR.
-"""
+from __future__ import annotations
 
-import sys
+import argparse
+import copy
+import json
+import os
+import statistics
+import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from latent_evo.bench import main  # noqa: E402
+import torch
 
-if __name__ == "__main__":
-    sys.exit(main(["search", *sys.argv[1:]]))
+from latent_evo.benchmarks.baselines import Tracker, run_baseline
+from latent_evo.benchmarks.common import ROOT, provenance, provenance_md
+from latent_evo.benchmarks.external import EXTERNAL, run_external
+
+# ---------------------------------------------------------------------------------- search
+SETTINGS = {
+    "family": ("mnist1d-mlp", "the compressor's pretraining task family (fresh search seeds)"),
+    "transfer": ("mnist1d-shift-mlp", "unseen task: MNIST-1D generated with different settings"),
+    # the 40-256-256-10 MLP; pass its compressor and zoo (--compressor, --zoo)
+    "wide": (
+        "mnist1d-mlp-wide",
+        "the compressor's pretraining task family, MLP 40-256-256-10 (fresh search seeds)",
+    ),
+    "wide-transfer": (
+        "mnist1d-shift-mlp-wide",
+        "unseen task for the 40-256-256-10 compressor: MNIST-1D generated with different settings",
+    ),
+}
+POP = 32
+SWITCH = {
+    "enabled": True,
+    "window": 8,
+    "tol": 2e-3,
+    "strategy": {"name": "openai_es", "popsize": POP, "hparams": {"sigma_init": 0.02, "lr": 0.01}},
+}
+OUTPUT_LAYER = ["<output layer>"]  # placeholder: `output_layer(task.spec)` at run time
+DIRECT_CMA_MAX_DIM = 2000  # full-covariance CMA-ES: d x d matrix and O(d^2)+ work per generation
+
+
+def evolve_methods() -> dict[str, dict[str, Any]]:
+    """Every evolutionary method's `evolve` options (step sizes fixed a priori, not tuned here)."""
+    cma = dict(mode="latent", strategy="cma_es", popsize=POP, strategy_hparams={"sigma_init": 0.5},
+               init={"kind": "prior"})  # fmt: skip
+    return {
+        "latent-cma": cma,
+        "latent-cma-switch": {**cma, "switch": SWITCH},
+        # warm start: the search begins at the encoding of the zoo's best checkpoint (every zoo
+        # checkpoint's evaluation is counted in the budget)
+        "latent-cma-zoo-switch": {**cma, "switch": SWITCH, "init": {"kind": "zoo", "top_k": 1}},
+        # on an unseen task: latent search, then direct search over the output layer only
+        # (resolved per task by `output_layer`), the rest of the network kept as found
+        "latent-cma-switch-head": {**cma, "switch": {**SWITCH, "tensors": OUTPUT_LAYER}},
+        "latent-ga": dict(mode="latent", strategy="ga", popsize=POP,
+                          strategy_hparams={"mutation_sigma": 0.2}, init={"kind": "prior"}),
+        "latent-openai-es": dict(mode="latent", strategy="openai_es", popsize=POP,
+                                 strategy_hparams={"sigma_init": 0.1, "lr": 0.05},
+                                 init={"kind": "prior"}),
+        "latent-finetune": {**cma, "finetune": {"enabled": True, "every": 10, "steps": 10}},
+        "latent-surrogate": {**cma, "popsize": 2 * POP,
+                             "surrogate": {"enabled": True, "fraction": 0.5}},
+        "direct-ga": dict(mode="direct", strategy="ga", popsize=POP,
+                          strategy_hparams={"mutation_sigma": 0.02}, init={"kind": "task"}),
+        "direct-snes": dict(mode="direct", strategy="snes", popsize=POP,
+                            strategy_hparams={"sigma_init": 0.02}, init={"kind": "task"}),
+        "direct-openai-es": dict(mode="direct", strategy="openai_es", popsize=POP,
+                                 strategy_hparams={"sigma_init": 0.02, "lr": 0.01},
+                                 init={"kind": "task"}),
+        "direct-cma": dict(mode="direct", strategy="cma_es", popsize=POP,
+                           strategy_hparams={"sigma_init": 0.02}, init={"kind": "task"}),
+    }  # fmt: skip
+
+
+BASELINES = ("sgd", "zoo-best", "zoo-best-noise", "zoo-avg-top", "prior-best-of-n")
+ALL_METHODS = (*evolve_methods(), *BASELINES, *EXTERNAL)
+TRANSFER_QUICK = ("latent-cma-switch", "direct-openai-es", "sgd", "zoo-best")
+LABELS = {
+    "latent-cma": "latent CMA-ES",
+    "latent-cma-switch": "latent CMA-ES + switch",
+    "latent-cma-zoo-switch": "latent CMA-ES from the best zoo code + switch",
+    "latent-cma-switch-head": "latent CMA-ES + switch to the output layer",
+    "latent-ga": "latent GA",
+    "latent-openai-es": "latent OpenAI-ES",
+    "latent-finetune": "latent CMA-ES + online fine-tuning",
+    "latent-surrogate": "latent CMA-ES + surrogate pre-screening",
+    "direct-ga": "direct GA",
+    "direct-snes": "direct SNES",
+    "direct-openai-es": "direct OpenAI-ES",
+    "direct-cma": "direct CMA-ES",
+    "sgd": "SGD (Adam)",
+    "zoo-best": "best zoo checkpoint",
+    "zoo-best-noise": "best zoo checkpoint + Gaussian noise (σ tuned)",
+    "zoo-avg-top": "average of top-k zoo checkpoints",
+    "prior-best-of-n": "best of N prior samples",
+    **{k: label for k, (_, label) in EXTERNAL.items()},
+}
+
+
+def output_layer(spec) -> list[str]:
+    """Glob pattern of the module that holds the genome's last tensor (`layers.2.*`)."""
+    last = spec.tensors[-1].name
+    return [last.rsplit(".", 1)[0] + ".*" if "." in last else last]
+
+
+def find_compressor(path: str | None) -> Path:
+    if path:
+        return Path(path)
+    bundled = ROOT / "latent_evo" / "assets" / "compressors" / "mnist1d-mlp"
+    if (bundled / "model.safetensors").is_file():
+        return bundled
+    cands = sorted(
+        (ROOT / "runs" / "bench-default").glob("version_*/compressor/model.safetensors"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not cands:
+        raise FileNotFoundError("no compressor: pass --compressor (bundled one missing)")
+    return cands[-1].parent
+
+
+def run_method(
+    name: str, task, comp, zoo: Path, budget: int, seed: int, eval_every: int, sgd_steps: int,
+    progress: bool,
+) -> dict[str, Any]:  # fmt: skip
+    from latent_evo.evolution.loop import evolve
+
+    # every run gets its own copy: online fine-tuning updates the compressor in place, and a
+    # fine-tuned compressor must not leak into the next run
+    comp = copy.deepcopy(comp) if comp is not None else None
+    if name in BASELINES:
+        return run_baseline(name, task, comp, zoo, budget, seed, eval_every * POP, sgd_steps)
+    if name in EXTERNAL:
+        t0, tracker = time.perf_counter(), Tracker(task, eval_every * POP)
+        r = run_external(name, task, tracker, budget, seed, POP)
+        return r if "skipped" in r else tracker.result(time.perf_counter() - t0, **r)
+    opts = copy.deepcopy(evolve_methods()[name])
+    if name == "direct-cma" and task.spec.numel > DIRECT_CMA_MAX_DIM:
+        return {"skipped": f"d = {task.spec.numel:,} > {DIRECT_CMA_MAX_DIM}: full-covariance "
+                           "CMA-ES needs a d x d matrix and O(d^2) work per sample"}  # fmt: skip
+    if opts.get("switch", {}).get("tensors") == OUTPUT_LAYER:
+        opts["switch"]["tensors"] = output_layer(task.spec)
+    if opts["init"]["kind"] == "zoo":
+        opts["init"]["path"] = str(zoo)
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    res = evolve(
+        task=task, compressor=comp if opts["mode"] != "direct" else None, evaluations=budget,
+        generations=None, seed=seed, device="cpu", progress=progress, eval_every=eval_every,
+        **opts,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    if res.interrupted:  # SIGINT / SIGTERM: the whole benchmark stops, not just this run
+        raise KeyboardInterrupt(f"{name}, seed {seed}: stopped by a signal")
+    hist = [
+        {k: h[k] for k in ("evaluations", "best_fitness", "test_accuracy", "test_loss") if k in h}
+        for h in res.history
+        if "test_accuracy" in h
+    ]
+    return {
+        "history": hist, "events": res.events, "evaluations": res.evaluations,
+        "best_fitness": res.best_fitness, "test": res.test_metrics, "wall_s": wall,
+        "options": opts,
+    }  # fmt: skip
+
+
+def curve(history: list[dict], grid: list[int]) -> list[float]:
+    """Test accuracy of the best-so-far network at each grid point (step function; NaN before
+    the first logged point)."""
+    out = []
+    for e in grid:
+        pts = [h["test_accuracy"] for h in history if h["evaluations"] <= e]
+        out.append(pts[-1] if pts else float("nan"))
+    return out
+
+
+def evals_to(history: list[dict], thr: float) -> int | None:
+    for h in history:
+        if h["test_accuracy"] >= thr:
+            return int(h["evaluations"])
+    return None
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    xs = [x for x in xs if x == x]
+    if not xs:
+        return float("nan"), float("nan")
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def summarize(setting: dict[str, Any], thresholds: list[float]) -> list[dict[str, Any]]:
+    rows = []
+    sgd_acc = _mean_std([r["test"]["test_accuracy"] for r in setting["runs"].get("sgd", [])])[0]
+    thr_all = list(thresholds) + ([0.9 * sgd_acc] if sgd_acc == sgd_acc else [])
+    for name, runs in setting["runs"].items():
+        if runs and "skipped" in runs[0]:
+            rows.append({"method": name, "skipped": runs[0]["skipped"]})
+            continue
+        accs = [r["test"]["test_accuracy"] for r in runs]
+        m, s = _mean_std(accs)
+        reach = {}
+        for t in thr_all:
+            hits = [evals_to(r["history"], t) for r in runs] if name != "sgd" else []
+            ok = [h for h in hits if h is not None]
+            reach[f"{t:.3f}"] = (statistics.median(ok) if ok else None, len(ok), len(runs))
+        rows.append({
+            "method": name, "acc_mean": m, "acc_std": s, "seeds": len(runs),
+            "evaluations": runs[0].get("evaluations"),
+            "wall_s": statistics.fmean(r["wall_s"] for r in runs), "reach": reach,
+            "note": runs[0].get("note", ""),
+        })  # fmt: skip
+    return rows
+
+
+def plot_setting(setting: dict[str, Any], path: Path, budget: int, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = list(range(0, budget + 1, max(budget // 100, 1)))[1:]
+    fig, ax = plt.subplots(figsize=(8.5, 5), constrained_layout=True)
+    ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(0, 20, 1)][::2]
+                      + [plt.get_cmap("tab20")(i) for i in range(1, 20, 2)])  # fmt: skip
+    for name, runs in setting["runs"].items():
+        if not runs or "skipped" in runs[0]:
+            continue
+        if name == "sgd":
+            m, s = _mean_std([r["test"]["test_accuracy"] for r in runs])
+            ax.axhline(m, color="k", ls=":", label=f"SGD (Adam), mean {m:.3f}")
+            continue
+        cs = torch.tensor([curve(r["history"], grid) for r in runs])
+        mean = cs.nanmean(0)
+        std = torch.nan_to_num(cs, nan=0.0).std(0) if len(cs) > 1 else torch.zeros_like(mean)
+        direct = name.startswith("direct") or name in EXTERNAL
+        ls = "--" if direct else ("-." if name in BASELINES else "-")
+        (line,) = ax.plot(grid, mean.tolist(), ls=ls, label=LABELS.get(name, name))
+        ax.fill_between(grid, (mean - std).tolist(), (mean + std).tolist(), alpha=0.15,
+                        color=line.get_color())  # fmt: skip
+    ax.set_xlabel("true fitness evaluations")
+    ax.set_ylabel("test accuracy of the best network (mean ± std over seeds)")
+    ax.set_xlim(0, budget)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) -> str:
+    lines = [
+        "# Search-efficiency benchmark (`latent-evo bench search`)",
+        "",
+        *provenance_md(prov),
+        f"- compressor: `{results['compressor']}` (latent size {results['latent_size']}); zoo for "
+        f"the memorisation baselines: `{results['zoo']}`",
+        f"- budget: {results['budget']:,} true fitness evaluations per run (one evaluation = the "
+        "training loss of one network on the task's fixed training batch), seeds "
+        f"{results['seeds']}, population {POP}; test accuracy of the best network (by training "
+        "loss) is logged along the way. Evolution methods and σ/learning rates are fixed a "
+        "priori (`latent_evo.benchmarks.search.evolve_methods`), not tuned per task.",
+        "",
+    ]
+    for key, setting in results["settings"].items():
+        rows = summarize(setting, thresholds)
+        sgd = [r for r in rows if r["method"] == "sgd"]
+        sgd_acc = sgd[0]["acc_mean"] if sgd else float("nan")
+        thr_keys = [f"{t:.3f}" for t in thresholds] + (
+            [f"{0.9 * sgd_acc:.3f}"] if sgd_acc == sgd_acc else []
+        )
+        lines += [
+            f"## Setting `{key}`: task `{setting['task']}` — {setting['description']}",
+            "",
+            f"![curves]({setting['plot']})",
+            "",
+            "Evaluations to reach a test accuracy: median over the seeds that reached it (k/n "
+            "reached); the last column is 90 % of SGD's mean accuracy.",
+            "",
+            "| method | test acc (mean ± std) | evals used | wall s / run | "
+            + " | ".join(f"evals to {k}" for k in thr_keys)
+            + " |",
+            "|---|---:|---:|---:|" + "---:|" * len(thr_keys),
+        ]
+        for r in rows:
+            label = LABELS.get(r["method"], r["method"])
+            if "skipped" in r:
+                lines.append(f"| {label} | skipped: {r['skipped']} |" + " |" * (2 + len(thr_keys)))
+                continue
+            cells = []
+            for k in thr_keys:
+                med, ok, n = r["reach"].get(k, (None, 0, 0))
+                cells.append("—" if r["method"] == "sgd" else
+                             (f"{med:,.0f} ({ok}/{n})" if med is not None else f"not ({ok}/{n})"))  # fmt: skip
+            ev = "gradients" if r["evaluations"] is None else f"{r['evaluations']:,}"
+            lines.append(
+                f"| {label} | {r['acc_mean']:.3f} ± {r['acc_std']:.3f} ({r['seeds']}) | {ev} | "
+                f"{r['wall_s']:.1f} | " + " | ".join(cells) + " |"
+            )
+        notes = [(LABELS.get(r["method"], r["method"]), r.get("note")) for r in rows]
+        lines += ["", *(f"- {lab}: {n}" for lab, n in notes if n), ""]
+    return "\n".join(lines) + "\n"
+
+
+def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    from latent_evo.compressor.hub import load_compressor
+    from latent_evo.tasks import get_task
+
+    torch.set_num_threads(args.threads)
+    if args.from_json:  # re-render tables and plots of an earlier run (e.g. other thresholds)
+        return render_search(args, argv)
+    prov = provenance(argv, "latent-evo bench search")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = list(ALL_METHODS) if args.methods == "all" else args.methods.split(",")
+    bad = [m for m in methods if m not in ALL_METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {list(ALL_METHODS)}")
+    settings = args.settings.split(",")
+    comp_path = find_compressor(args.compressor)
+    comp = load_compressor(comp_path).eval()
+    zoo = Path(args.zoo)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    results: dict[str, Any] = {
+        "provenance": prov, "compressor": str(comp_path), "latent_size": comp.latent_size,
+        "zoo": str(zoo), "budget": args.budget, "seeds": seeds, "settings": {},
+    }  # fmt: skip
+    md, js = out / f"search{args.suffix}.md", out / f"search{args.suffix}.json"
+    eval_every = max(args.budget // POP // 40, 1)
+
+    def write(plots: bool = True) -> None:
+        prov["load_avg_end"] = os.getloadavg()[0]
+        for key, st in results["settings"].items() if plots else ():
+            plot_setting(st, out / st["plot"], args.budget,
+                         f"{st['task']} ({key}): test accuracy vs true evaluations")  # fmt: skip
+        md.write_text(search_report(prov, results, thresholds))
+        js.write_text(json.dumps(results, indent=1, default=float))
+
+    for key in settings:
+        task_name, desc = SETTINGS[key]
+        if args.task:
+            task_name = args.task
+        task = get_task(task_name)
+        ms = methods if not key.endswith("transfer") or args.transfer_methods == "all" else [
+            m for m in methods if m in args.transfer_methods.split(",")
+        ]  # fmt: skip
+        st = results["settings"][key] = {
+            "task": task_name, "description": desc, "params": task.spec.numel, "runs": {},
+            "plot": f"search{args.suffix}_{key}.png",
+        }  # fmt: skip
+        for m in ms:
+            st["runs"][m] = []
+            for seed in seeds:
+                print(f"== {key} / {m} / seed {seed}", flush=True)
+                r = run_method(m, task, comp, zoo, args.budget, seed, eval_every,
+                               args.sgd_steps, args.progress)  # fmt: skip
+                st["runs"][m].append(r)
+                if "skipped" in r:
+                    break
+                print(f"   test acc {r['test']['test_accuracy']:.3f}  wall {r['wall_s']:.1f}s",
+                      flush=True)  # fmt: skip
+                write(plots=False)  # tables and JSON after every run, plots per method
+            write()
+    write()
+    print(md.read_text())
+    return results
+
+
+def render_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    results = json.loads(Path(args.from_json).read_text())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    prov = results["provenance"]
+    prov["rendered_by"] = f"latent-evo bench search {' '.join(argv)}"
+    for key, st in results["settings"].items():
+        plot_setting(st, out / st["plot"], results["budget"],
+                     f"{st['task']} ({key}): test accuracy vs true evaluations")  # fmt: skip
+    md = out / f"search{args.suffix}.md"
+    md.write_text(search_report(prov, results, thresholds))
+    print(md.read_text())
+    return results

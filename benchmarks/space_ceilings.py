@@ -10,7 +10,7 @@ training batch's loss and the test accuracy reached by gradient descent over:
     <tensors>    one group of tensors of the latent optimum, the others frozen (SubsetSpace)
     all weights  the whole genome from the latent optimum (DirectSpace), and from a fresh init
 
-    python benchmarks/space_ceilings.py COMPRESSOR TASK [--steps 300] [--out FILE.md]
+    .venv/bin/python -m latent_evo.benchmarks.space_ceilings COMPRESSOR TASK [--steps 300] [--out FILE.md]
 
 Gradients are used only here, to measure the spaces; no search method in the benchmarks uses them.
 """
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from latent_evo.bench_common import provenance, provenance_md
-from latent_evo.compressor_baseline import MLPAutoencoder
-from latent_evo.hub import load_compressor
-from latent_evo.spaces import subset_index
+from latent_evo.benchmarks.common import provenance, provenance_md
+from latent_evo.compressor.hub import load_compressor
+from latent_evo.compressor.mlp import MLPAutoencoder
+from latent_evo.evolution.spaces import subset_index
 from latent_evo.tasks import get_task
 
 
@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     comp, task = load_compressor(args.compressor).eval(), get_task(args.task)
     rows = ceilings(comp, task, args.steps)
-    prov = provenance(sys.argv[1:] if argv is None else argv, "python benchmarks/space_ceilings.py")
+    prov = provenance(
+        sys.argv[1:] if argv is None else argv,
+        ".venv/bin/python -m latent_evo.benchmarks.space_ceilings",
+    )
     prov["load_avg_end"] = os.getloadavg()[0]
     lines = [f"### `{args.task}`, compressor `{args.compressor}`", "", *provenance_md(prov), "",
              f"Adam, {args.steps} steps on the fixed training batch of the task.", "",

@@ -1,6 +1,6 @@
 """Per-generation ask+tell overhead of every registry strategy (fitness evaluation excluded).
 
-    python benchmarks/strategies_overhead.py [--popsize 256] [--dims 128 1000000] [--threads 2]
+    .venv/bin/python -m latent_evo.benchmarks.strategies_overhead [--popsize 256] [--dims 128 1000000] [--threads 2]
 
 Prints a markdown table (median over repeats, after warm-up) and writes it to
 ``benchmarks/results/strategies.md``. If ``evotorch`` is importable, its SNES and CMA-ES are

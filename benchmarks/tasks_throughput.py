@@ -1,6 +1,6 @@
 """Population-evaluation throughput: chunked `vmap(functional_call)` vs a loop over `nn.Module`s.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/tasks_throughput.py [--repeats 5] [--quick]
+    .venv/bin/python -m latent_evo.benchmarks.tasks_throughput [--repeats 5] [--quick]
 
 Writes benchmarks/results/tasks.md: genomes/s (median over repeats) for `mnist1d-mlp` on a
 1000-sample batch and `text-gpt2-tiny`, at P = 64, 256, 1024, plus a chunk-size sweep that backs
@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from latent_evo.tasks import Task, get_task  # noqa: E402
+from latent_evo.tasks import Task, get_task
 
 
 def median_time(fn, repeats: int) -> float:
@@ -116,7 +115,7 @@ def report(args, rows, sweep_rows, load0, load1) -> str:
     lines = [
         "# Task population-evaluation throughput",
         "",
-        f"- command: `PYTHONPATH=. .venv/bin/python benchmarks/tasks_throughput.py {' '.join(sys.argv[1:])}`",
+        f"- command: `.venv/bin/python -m latent_evo.benchmarks.tasks_throughput {' '.join(sys.argv[1:])}`",
         f"- machine: {os.cpu_count()}-core CPU ({cpu}), `torch.set_num_threads(2)`, no GPU",
         f"- torch {torch.__version__}, Python {platform.python_version()}",
         f"- 1-min load average {load0:.1f} at start, {load1:.1f} at end (other jobs shared the "

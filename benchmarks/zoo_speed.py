@@ -1,6 +1,6 @@
 """Zoo generation speed: vectorised cohort training vs one model at a time, and zoo size on disk.
 
-    .venv/bin/python benchmarks/zoo_speed.py [--models 64] [--sequential 4] [--epochs 1]
+    .venv/bin/python -m latent_evo.benchmarks.zoo_speed [--models 64] [--sequential 4] [--epochs 1]
 
 Trains MNIST-1D MLP models (the default zoo's task, 40-100-100-10) for `--epochs` epochs with
 Adam, batch 128: `--models` at once with `train_cohort` (vmap over the population), and
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from latent_evo.bench_common import cpu_name
+from latent_evo.benchmarks.common import cpu_name
 from latent_evo.tasks import get_task
 from latent_evo.zoo.format import ZooWriter
 from latent_evo.zoo.trainer import train_cohort, train_sequential
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         f"1-min load average {load0:.1f} -> {load1:.1f} during the run (the machine is shared; "
         "a load above 2 means other processes took CPU time from these measurements).",
         "",
-        f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/zoo_speed.py', *sys.argv[1:]])}`",
+        f"Command: `{' '.join(['.venv/bin/python', '-m', 'latent_evo.benchmarks.zoo_speed', *sys.argv[1:]])}`",
         "",
         f"Adam, batch 128, {len(task.train_data[0])} training examples ({steps} steps per epoch).",
         "",

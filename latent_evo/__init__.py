@@ -13,20 +13,15 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported lazily by __getattr__)
 _LAZY = {
-    "Tokenizer": "latent_evo.tokenizer",
-    "TokenMeta": "latent_evo.tokenizer",
-    "Compressor": "latent_evo.compressor",
-    "CompressorConfig": "latent_evo.compressor",
-    "MLPAutoencoder": "latent_evo.compressor_baseline",
-    "compressor_loss": "latent_evo.losses",
-    "evolve": "latent_evo.evolution",
-    "LatentEvolution": "latent_evo.evolution",
-    "EvolveResult": "latent_evo.evolve_init",
-    "EvolveConfig": "latent_evo.evolve_config",
+    "evolve": "latent_evo.evolution.loop",
+    "LatentEvolution": "latent_evo.evolution.loop",
+    "EvolveResult": "latent_evo.evolution.loop",
+    "EvolveConfig": "latent_evo.evolution.config",
+    "Compressor": "latent_evo.compressor.attention",
+    "load_compressor": "latent_evo.compressor.hub",
     "get_task": "latent_evo.tasks",
     "Task": "latent_evo.tasks",
     "get_strategy": "latent_evo.strategies",
-    "load_compressor": "latent_evo.hub",
 }
 
 __all__ = ["GenomeError", "GenomeSpec", "TensorSpec", "__version__", *_LAZY]

@@ -14,7 +14,7 @@ _EXPORTS = {
     "ZooDataModule": "latent_evo.pretrain.data",
     "ZooMismatchError": "latent_evo.pretrain.data",
     "evaluate_compressor": "latent_evo.pretrain.evaluate",
-    "main": "latent_evo.pretrain.cli",
+    "main": "latent_evo.cli.pretrain",
 }
 __all__ = sorted(_EXPORTS)
 

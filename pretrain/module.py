@@ -19,12 +19,12 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 
-from latent_evo import losses
+from latent_evo.compressor import losses
 from latent_evo.pretrain.augment import PermutationAugment
 
 MODEL_TYPES = {
-    "attention": "latent_evo.compressor.Compressor",
-    "mlp": "latent_evo.compressor_baseline.MLPAutoencoder",
+    "attention": "latent_evo.compressor.attention.Compressor",
+    "mlp": "latent_evo.compressor.mlp.MLPAutoencoder",
 }
 
 
@@ -113,7 +113,7 @@ class CompressorModule(L.LightningModule):
             comp = cls.from_pretrained(self.hparams.init_from)
             check_compressor_spec(comp, spec, dm.zoos[0], self.hparams.init_from)
         else:
-            from latent_evo.tokenizer import Tokenizer
+            from latent_evo.compressor.tokenizer import Tokenizer
 
             tok = Tokenizer(spec, self.hparams.chunk_size).fit_normalization(dm.norm_genomes())
             comp = cls.from_tokenizer(tok, **(self.hparams.compressor or {}))
@@ -155,7 +155,7 @@ class CompressorModule(L.LightningModule):
         tokens = self.tokenizer.tokenize(genomes)  # (B, T, C) normalised, padding = 0
         out = self.compressor(tokens)
         mask = self.tokenizer.mask  # (T, C)
-        # the terms are latent_evo.losses'; the functional one is assembled here per task
+        # the terms are latent_evo.compressor.losses'; the functional one is assembled here per task
         terms = {"recon": losses.masked_mse(out["recon"], tokens, mask)}
         if self.hparams.lambda_fit > 0:
             terms["fit"] = self._functional_term(out["recon"], genomes, batch["task_id"])

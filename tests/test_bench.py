@@ -4,11 +4,12 @@ benchmarks/results/)."""
 import json
 
 import torch
+from zoo_helpers import write_zoo
 
-from latent_evo import bench
-from latent_evo.compressor import Compressor
+from latent_evo.benchmarks import cli as bench
+from latent_evo.compressor.attention import Compressor
+from latent_evo.compressor.tokenizer import Tokenizer
 from latent_evo.tasks import get_task
-from latent_evo.tokenizer import Tokenizer
 
 
 def _tiny_compressor_dir(tmp_path):
@@ -56,14 +57,11 @@ def test_bench_search_smoke(tmp_path):
 def test_bench_search_zoo_warm_start_counts_the_zoo(tmp_path):
     """`latent-cma-zoo-switch` starts at the encoding of the zoo's best checkpoint: every zoo
     checkpoint's evaluation counts against the budget."""
-    from safetensors.torch import save_file
-
     torch.manual_seed(0)
     task = get_task("mnist1d-mlp-tiny")
     comp_dir = _tiny_compressor_dir(tmp_path)
-    (tmp_path / "zoo" / "shards").mkdir(parents=True)
     zoo = task.init_genomes(5, torch.Generator().manual_seed(1))
-    save_file({"genomes": zoo.contiguous()}, tmp_path / "zoo" / "shards" / "c0.safetensors")
+    write_zoo(tmp_path / "zoo", "mnist1d-mlp-tiny", task.spec, zoo)
     argv = ["search", "--task", "mnist1d-mlp-tiny", "--settings", "wide", "--seeds", "0",
             "--budget", "69", "--methods", "latent-cma-zoo-switch", "--compressor", str(comp_dir),
             "--zoo", str(tmp_path / "zoo"), "--out", str(tmp_path)]  # fmt: skip
@@ -78,7 +76,7 @@ def test_bench_search_zoo_warm_start_counts_the_zoo(tmp_path):
 def test_bench_search_switch_to_the_output_layer(tmp_path):
     """`latent-cma-switch-head` resolves its tensors to the task's output layer and, once the
     latent search stalls, searches only those weights."""
-    from latent_evo import bench_search
+    from latent_evo.benchmarks import search as bench_search
 
     torch.manual_seed(0)
     comp_dir = _tiny_compressor_dir(tmp_path)
@@ -99,7 +97,7 @@ def test_bench_search_stops_on_a_signal_and_keeps_finished_runs(tmp_path, monkey
     stop instead of going on to the next run, keeping the JSON of the runs that finished."""
     import pytest
 
-    from latent_evo import evolution
+    from latent_evo.evolution import loop as evolution
 
     torch.manual_seed(0)
     comp_dir = _tiny_compressor_dir(tmp_path)

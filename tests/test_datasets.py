@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_evo import data as D
+from latent_evo.tasks import data as D
 
 
 @pytest.fixture(scope="session")

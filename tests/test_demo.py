@@ -2,7 +2,7 @@
 
 import json
 
-from latent_evo import demo
+from latent_evo.cli import demo
 
 
 def test_demo_writes_table_plot_and_json(tmp_path, capsys):

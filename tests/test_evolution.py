@@ -11,16 +11,17 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+from zoo_helpers import write_zoo
 
-from latent_evo.compressor import Compressor
-from latent_evo.compressor_baseline import MLPAutoencoder
-from latent_evo.evolution import LatentEvolution, evolve
-from latent_evo.evolve_config import ConfigError, EvolveConfig
-from latent_evo.evolve_init import FitnessShapeError
+from latent_evo.compressor.attention import Compressor
+from latent_evo.compressor.losses import compressor_loss
+from latent_evo.compressor.mlp import MLPAutoencoder
+from latent_evo.compressor.tokenizer import Tokenizer
+from latent_evo.evolution.config import ConfigError, EvolveConfig
+from latent_evo.evolution.loop import LatentEvolution, evolve
 from latent_evo.genome import GenomeError
-from latent_evo.losses import compressor_loss
 from latent_evo.tasks import get_task
-from latent_evo.tokenizer import Tokenizer
+from latent_evo.tasks.function import FitnessShapeError
 
 TASK = "mnist1d-mlp-tiny"
 
@@ -129,10 +130,10 @@ def test_residual_search_starts_at_base_and_beats_the_decoder(task, compressor, 
 
 
 def test_init_from_zoo_top_k_and_from_a_network(task, compressor, zoo, tmp_path):
-    save_file({"genomes": zoo.contiguous()}, str(tmp_path / "zoo.safetensors"))
+    write_zoo(tmp_path / "zoo", task.name, task.spec, zoo)
     run = LatentEvolution(task, compressor, "ga", {"seed": 0, "eval_every": 0,
                           "strategy": {"popsize": 6},
-                          "init": {"kind": "zoo", "path": str(tmp_path / "zoo.safetensors"),
+                          "init": {"kind": "zoo", "path": str(tmp_path / "zoo"),
                                    "top_k": 3}})  # fmt: skip
     run.initialize()
     f = task.fitness_genomes(zoo)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from latent_evo.evolve_cli import main
+from latent_evo.cli.evolve import main
 
 CONFIG = {
     "task": {"name": "mnist1d-mlp-tiny"},
@@ -86,9 +86,9 @@ def test_unknown_config_key_names_the_key(tmp_path, capsys):
 
 
 def test_compressor_option_runs_latent_mode(tmp_path):
-    from latent_evo.compressor import Compressor
+    from latent_evo.compressor.attention import Compressor
+    from latent_evo.compressor.tokenizer import Tokenizer
     from latent_evo.tasks import get_task
-    from latent_evo.tokenizer import Tokenizer
 
     task = get_task("mnist1d-mlp-tiny")
     torch.manual_seed(0)

@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from latent_evo import hub, hub_cli
-from latent_evo.compressor import Compressor
+from latent_evo.cli import hub as hub_cli
+from latent_evo.compressor import hub
+from latent_evo.compressor.attention import Compressor
+from latent_evo.compressor.mixin import CompressorFormatError
+from latent_evo.compressor.tokenizer import Tokenizer
 from latent_evo.genome import GenomeSpec
-from latent_evo.hub_mixin import CompressorFormatError
-from latent_evo.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +153,7 @@ def test_hub_cli_card_and_bad_run_dir(compressor_dir, tmp_path, capsys):
 
 
 def test_load_compressor_tells_baseline_from_attention(tmp_path):
-    from latent_evo.compressor_baseline import MLPAutoencoder
+    from latent_evo.compressor.mlp import MLPAutoencoder
 
     spec = GenomeSpec.from_module(nn.Linear(4, 3))
     base = MLPAutoencoder.from_tokenizer(Tokenizer(spec, 4), hidden=16, num_latents=2, latent_dim=2)

@@ -30,13 +30,13 @@ def zoo(tmp_path_factory) -> str:
 
 
 def _fit(argv: list[str]) -> int:
-    from latent_evo.pretrain.cli import main
+    from latent_evo.cli.pretrain import main
 
     return main(["fit", "--config", TINY, "--trainer.enable_progress_bar", "false", *argv])
 
 
 def test_fast_dev_run_exports_compressor_and_evaluation(zoo, tmp_path):
-    from latent_evo.compressor import Compressor
+    from latent_evo.compressor.attention import Compressor
 
     rc = _fit(
         [
@@ -102,7 +102,7 @@ def test_fit_logs_every_term_saves_config_and_resumes(zoo, tmp_path):
     ckpt = out / "checkpoints" / "last.ckpt"
     resumed = torch.load(ckpt, weights_only=False)
     assert resumed["global_step"] == 4 and resumed["epoch"] == 1 and "pretrain_generator" in resumed
-    from latent_evo.pretrain.cli import main
+    from latent_evo.cli.pretrain import main
 
     for sub in ("validate", "test"):
         assert main([sub, "--config", TINY, *common, *resume, "--ckpt_path", str(ckpt)]) == 0
@@ -115,12 +115,12 @@ def test_fit_logs_every_term_saves_config_and_resumes(zoo, tmp_path):
 
 
 def test_architecture_mismatch_is_a_clear_error(zoo, tmp_path, capsys):
-    from latent_evo.compressor import Compressor
+    from latent_evo.cli.pretrain import main
+    from latent_evo.compressor.attention import Compressor
+    from latent_evo.compressor.tokenizer import Tokenizer
     from latent_evo.genome import GenomeSpec
     from latent_evo.models.mlp import MLP
     from latent_evo.pretrain import ZooMismatchError, evaluate_compressor
-    from latent_evo.pretrain.cli import main
-    from latent_evo.tokenizer import Tokenizer
 
     other = Tokenizer(GenomeSpec.from_module(MLP(40, (16,), 10)), 32)
     comp = Compressor.from_tokenizer(

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from latent_evo.data import DatasetMissingError
 from latent_evo.tasks import Task, get_task, list_tasks, register_task
+from latent_evo.tasks.data import DatasetMissingError
 
 TINY = [
     "mnist1d-mlp-tiny",

@@ -12,14 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_genome import HYP, MODELS, make_model, specs
 
-from latent_evo.genome import KINDS, GenomeError, GenomeSpec, TensorSpec
-from latent_evo.tokenizer import (
+from latent_evo.compressor.tokenizer import (
     CONFIG_FILE,
     SHAPE_FEATURES,
     STATS_FILE,
     Tokenizer,
     TokenizerError,
 )
+from latent_evo.genome import KINDS, GenomeError, GenomeSpec, TensorSpec
 
 
 @pytest.fixture(scope="module", params=list(MODELS))

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from latent_evo.cli.zoo import main as zoo_main
 from latent_evo.genome import GenomeError, GenomeSpec
 from latent_evo.zoo import (
     ZooConfigError,
@@ -32,7 +33,6 @@ from latent_evo.zoo import (
     train_sequential,
 )
 from latent_evo.zoo import generate as gen_mod
-from latent_evo.zoo.cli import main as zoo_main
 from latent_evo.zoo.generate import expected_checkpoints
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "zoo"
@@ -430,8 +430,8 @@ def test_cli_info(tiny_zoo, capsys, tmp_path):
 
 
 def test_cli_fit_prior_fits_a_saved_compressor_to_the_zoo_codes(tiny_zoo, tmp_path, capsys):
-    from latent_evo.compressor import Compressor
-    from latent_evo.tokenizer import Tokenizer
+    from latent_evo.compressor.attention import Compressor
+    from latent_evo.compressor.tokenizer import Tokenizer
 
     ds = ZooDataset(tiny_zoo, "all")
     comp = Compressor.from_tokenizer(

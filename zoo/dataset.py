@@ -216,6 +216,14 @@ class ZooDataset(Dataset):
                 out[pos_t[a:b]] = block[offs[a:b] - lo]
         return out
 
+    def final_checkpoints(self) -> torch.Tensor:
+        """Indices of the last checkpoint of every network in this split (networks may stop at
+        different epochs), in dataset order."""
+        last: dict[int, int] = {}
+        for i in torch.argsort(self.epochs, stable=True).tolist():  # later epochs overwrite
+            last[int(self.model_ids[i])] = i
+        return torch.tensor(sorted(last.values()), dtype=torch.int64)
+
     @torch.no_grad()
     def encode(self, compressor, batch_size: int = 256) -> torch.Tensor:
         """`(N, s)` codes of every checkpoint of this split (posterior means), in batches."""

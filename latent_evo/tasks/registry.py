@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from latent_evo import data as D
+from latent_evo.tasks import data as D
 from latent_evo.tasks.base import Task
 
 # Task arguments a user may override (the rest come from the entry: name, model, data, kind).

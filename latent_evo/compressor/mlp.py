@@ -1,4 +1,5 @@
-"""Plain MLP autoencoder over the whole flattened genome: the baseline the issue compares against.
+"""Plain MLP autoencoder over the whole flattened genome: the baseline every
+compressor is measured against.
 
     tokens (P, T, C) -> the n real values (normalised) -> MLP -> z (P, s) -> MLP -> n values
 
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from latent_evo.compressor import _HUB, REGULARIZERS, GenomeAutoencoder
-from latent_evo.hub_mixin import FORMAT_VERSION, SafeHubMixin
+from latent_evo.compressor.base import _HUB, REGULARIZERS, GenomeAutoencoder
+from latent_evo.compressor.mixin import FORMAT_VERSION, SafeHubMixin
 
 
 @dataclass
@@ -77,9 +78,3 @@ class MLPAutoencoder(GenomeAutoencoder, SafeHubMixin, **_HUB):
         out = y.new_zeros(y.shape[0], T * C)  # (P, T*C)
         out = out.index_copy(1, self._slots(), y)  # differentiable scatter into the grid
         return out.view(y.shape[0], T, C)  # (P, T, C)
-
-    def decoder_flops_per_param(self) -> float:
-        """Analytic decode FLOPs per emitted value (matmuls + GELUs)."""
-        h, s, n = self.config.hidden, self.latent_size, self.spec.numel
-        total = 2 * (s * h + h * h + h * n) + 2 * 8 * h
-        return total / n

@@ -12,19 +12,13 @@ import sys
 
 # name -> (module with a `main(argv) -> int`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "zoo": ("latent_evo.zoo.cli", "generate, inspect and import model zoos"),
-    "pretrain": (
-        "latent_evo.pretrain.cli",
-        "pretrain a genome compressor (LightningCLI: fit/validate/test)",
-    ),
-    "evolve": (
-        "latent_evo.evolve_cli",
-        "run latent (or direct-space) evolution from a YAML config",
-    ),
-    "hub": ("latent_evo.hub_cli", "push / pull compressors to and from the Hugging Face Hub"),
-    "demo": ("latent_evo.demo", "latent evolution vs direct GA / OpenAI-ES vs SGD on MNIST-1D"),
-    "bench": ("latent_evo.bench", "speed and search-efficiency benchmarks"),
-}
+    "zoo": ("latent_evo.cli.zoo", "generate, inspect and import model zoos"),
+    "pretrain": ("latent_evo.cli.pretrain", "pretrain a genome compressor (LightningCLI: fit/validate/test)"),
+    "evolve": ("latent_evo.cli.evolve", "run latent (or direct-space) evolution from a YAML config"),
+    "hub": ("latent_evo.cli.hub", "push / pull compressors to and from the Hugging Face Hub"),
+    "demo": ("latent_evo.cli.demo", "latent evolution vs direct GA / OpenAI-ES vs SGD on MNIST-1D"),
+    "bench": ("latent_evo.cli.bench", "speed and search-efficiency benchmarks"),
+}  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,17 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv else 2
     name, rest = argv[0], argv[1:]
-    module_name = SUBCOMMANDS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        print(
-            f"latent-evo {name}: not part of this build yet ({module_name} is missing)",
-            file=sys.stderr,
-        )
-        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
     return int(module.main(rest) or 0)
 
 

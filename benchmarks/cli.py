@@ -1,11 +1,11 @@
-"""`latent-evo bench speed|search`: the speed and search-efficiency benchmarks (issue 9).
+"""`latent-evo bench speed|search`: the speed and search-efficiency benchmarks.
 
     latent-evo bench speed  [--quick] [--repeats 5] [--out benchmarks/results]
     latent-evo bench search [--quick] [--seeds 0,1,2] [--budget 20000] [--methods all]
                             [--settings family,transfer] [--out benchmarks/results]
 
-`benchmarks/speed.py` and `benchmarks/search.py` are thin wrappers around this command; the logic
-lives in `bench_speed.py`, `bench_search.py` and `bench_common.py` beside it. Every result file names the machine, the command and the git commit; timings
+The logic lives in `speed.py`, `search.py` and `common.py` beside this file. Every result file
+names the machine, the command and the git commit; timings
 are medians over repeats and every ratio is measured within one process.
 
 speed   population-evaluation throughput (genomes/s) of latent search (decode + vmapped forward)
@@ -23,9 +23,9 @@ import argparse
 import math
 import sys
 
-from latent_evo.bench_common import DEFAULT_OUT, ROOT
-from latent_evo.bench_search import ALL_METHODS, TRANSFER_QUICK, run_search
-from latent_evo.bench_speed import SPEED_TASKS, run_speed
+from latent_evo.benchmarks.common import DEFAULT_OUT, ROOT
+from latent_evo.benchmarks.search import ALL_METHODS, TRANSFER_QUICK, run_search
+from latent_evo.benchmarks.speed import SPEED_TASKS, run_speed
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -11,7 +11,7 @@ compressor, evaluated with the task's vmapped fitness, sharded across `torch.dis
 when launched by torchrun -- never a per-individual Python loop. Modes:
 
 * latent     the strategy searches the compressor's latent space (genome = decode(z));
-* residual   it searches changes around the best genome (see `latent_evo.spaces`), re-based
+* residual   it searches changes around the best genome (see `latent_evo.evolution.spaces`), re-based
              every `residual.rebase_every` generations, so the decoder never caps the result;
 * direct     no compressor: the strategy searches the flat genome (the baseline).
 
@@ -27,19 +27,19 @@ import math
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from latent_evo.checkpoint import CheckpointMixin
-from latent_evo.distributed import is_main, shard_map
-from latent_evo.evolve_config import ConfigError, EvolveConfig
-from latent_evo.evolve_init import EvolveResult, checked_fitness, genome_to_module, resolve_task
-from latent_evo.finetune import Archive
-from latent_evo.hybrid import SEED_STRATEGY, HybridMixin, make_strategy
-from latent_evo.spaces import (
+from latent_evo.evolution.checkpoint import CheckpointMixin
+from latent_evo.evolution.config import ConfigError, EvolveConfig
+from latent_evo.evolution.distributed import is_main, shard_map
+from latent_evo.evolution.finetune import Archive
+from latent_evo.evolution.hybrid import SEED_STRATEGY, HybridMixin, make_strategy
+from latent_evo.evolution.spaces import (
     DirectSpace,
     LatentSpace,
     ResidualSpace,
@@ -48,8 +48,22 @@ from latent_evo.spaces import (
     subset_index,
 )
 from latent_evo.strategies import Strategy
+from latent_evo.tasks.function import checked_fitness, genome_to_module, resolve_task
 
 Callback = Callable[["LatentEvolution", dict[str, Any]], None]
+
+
+@dataclass
+class EvolveResult:
+    best_genome: Tensor  # (n,)
+    best_fitness: float
+    best_model: nn.Module  # a copy of the task's model carrying the best genome
+    history: list[dict[str, Any]]  # one record per generation
+    events: list[dict[str, Any]]  # switches, re-bases, fine-tunes
+    evaluations: int  # true fitness evaluations spent
+    generations: int
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False  # stopped by SIGINT / SIGTERM before its budget
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -146,7 +160,7 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
             return None
         compressor = compressor if compressor is not None else self.cfg.compressor
         if isinstance(compressor, str | Path):
-            from latent_evo.hub import load_compressor
+            from latent_evo.compressor.hub import load_compressor
 
             compressor = load_compressor(compressor)
         if hasattr(compressor, "check_spec"):
@@ -202,7 +216,7 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
     def initialize(self) -> None:
         """Place the strategy (and residual base) according to `cfg.init`; evaluations spent on
         choosing a starting point (zoo top-k, residual base) are counted."""
-        from latent_evo.evolve_init import load_network_genome, load_zoo_genomes
+        from latent_evo.evolution.sources import load_network_genome, load_zoo_genomes
 
         cfg, strat = self.cfg.init, self.strategy
         P = strat.popsize
@@ -238,7 +252,7 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
         self.initialized = True
 
     def _init_residual(self, genomes: Tensor | None, codes: Tensor | None) -> None:
-        from latent_evo.evolve_init import load_network_genome
+        from latent_evo.evolution.sources import load_network_genome
 
         space: ResidualSpace = self.space  # type: ignore[assignment]
         if self.cfg.residual.base:

@@ -109,7 +109,7 @@ class FinetuneConfig:
     #: gradient steps refining each re-encoded code against its old phenotype (0 = encoder only)
     reencode_steps: int = 20
     reencode_lr: float = 0.05
-    #: weights of the combined loss (see `latent_evo.finetune.finetune_loss`)
+    #: weights of the combined loss (see `latent_evo.evolution.finetune.finetune_loss`)
     fitness_weight: float = 1.0
     head_weight: float = 0.1
     warmup: WarmupConfig = field(default_factory=WarmupConfig)

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latent_evo.evolve_config import StrategyConfig
-from latent_evo.finetune import finetune, reencode
-from latent_evo.spaces import ResidualSpace, SubsetSpace
+from latent_evo.evolution.config import StrategyConfig
+from latent_evo.evolution.finetune import finetune, reencode
+from latent_evo.evolution.spaces import ResidualSpace, SubsetSpace
 from latent_evo.strategies import Strategy, get_strategy
 
 # Offsets of the seeds of the run's independent random streams (strategy / switch / warm-up).

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from latent_evo.evolve_config import ConfigError, EvolveConfig, apply_override
+from latent_evo.evolution.config import ConfigError, EvolveConfig, apply_override
 
 CONFIG_FILE = "config.yaml"
 
@@ -160,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(cfg: EvolveConfig, run_dir: Path, resume: bool, progress: bool) -> int:
     import torch
 
-    from latent_evo.distributed import init_from_env, is_main
-    from latent_evo.evolution import LatentEvolution, resolve_device
-    from latent_evo.plots import plot_history, summary_table
+    from latent_evo.evolution.distributed import init_from_env, is_main
+    from latent_evo.evolution.loop import LatentEvolution, resolve_device
+    from latent_evo.evolution.plots import plot_history, summary_table
 
     device = resolve_device(cfg.device)
     init_from_env(device)

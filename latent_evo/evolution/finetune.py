@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latent_evo.spaces import SearchSpace
+from latent_evo.evolution.spaces import SearchSpace
 
 
 class Archive:
@@ -64,10 +64,10 @@ def finetune_loss(
     fitness_weight: float = 1.0,
     head_weight: float = 0.1,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The pretraining loss (`latent_evo.losses.compressor_loss`) on archive genomes `(B, n)`
+    """The pretraining loss (`latent_evo.compressor.losses.compressor_loss`) on archive genomes `(B, n)`
     with their true `fitness (B,)`: reconstruction + functional fitness term on `batch` + head
     + KL. `task.fitness(params, batch)` is the differentiable population fitness."""
-    from latent_evo.losses import compressor_loss
+    from latent_evo.compressor.losses import compressor_loss
 
     tokens = compressor.tokenizer.tokenize(genomes)  # (B, T, C) normalised
     terms = compressor_loss(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ PROVENANCE_FILE = "provenance.json"
 PRETRAINING_FILE = "pretraining.json"  # written by `latent-evo pretrain fit` next to the export
 LIBRARY_NAME = "latent-evo"
 LICENSE = "apache-2.0"
+BUNDLED = "mnist1d-mlp"  # the compressor shipped inside the package (`make compressor`)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -37,7 +39,7 @@ def is_local(name_or_path: str | os.PathLike) -> bool:
 def load_compressor(name_or_path: str | os.PathLike, revision: str | None = None, **kwargs):
     """A compressor (attention `Compressor` or `MLPAutoencoder` baseline, told apart by its
     config) from a local folder or a Hub repo id (`org/name`)."""
-    from latent_evo.hub_mixin import _resolve
+    from latent_evo.compressor.mixin import _resolve
 
     name = str(name_or_path)
     if is_local(name):
@@ -54,10 +56,20 @@ def load_compressor(name_or_path: str | os.PathLike, revision: str | None = None
     config = _read_json(_resolve(name, "config.json", revision=revision, **download))
     cfg = config.get("config", config)
     if "hidden" in cfg and "d_model" not in cfg:
-        from latent_evo.compressor_baseline import MLPAutoencoder as cls
+        from latent_evo.compressor.mlp import MLPAutoencoder as cls
     else:
-        from latent_evo.compressor import Compressor as cls
+        from latent_evo.compressor.attention import Compressor as cls
     return cls.from_pretrained(name, revision=revision, **kwargs)
+
+
+def bundled_compressor_path(name: str = BUNDLED) -> Path:
+    """Folder of a compressor shipped inside the package (config.json + model.safetensors)."""
+    path = Path(str(files("latent_evo") / "assets" / "compressors" / name))
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{path}: the bundled compressor {name!r} is missing; rebuild it with `make compressor`"
+        )
+    return path
 
 
 def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
@@ -126,7 +138,7 @@ def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
         "",
         "```python",
         "import latent_evo",
-        "from latent_evo.hub import load_compressor",
+        "from latent_evo.compressor.hub import load_compressor",
         f'compressor = load_compressor("{name}")',
         f'result = latent_evo.evolve(task="{prov.get("task", "mnist1d-mlp")}", compressor=compressor, strategy="cma_es", evaluations=2000)',
         "print(result.best_fitness, result.test_metrics)",

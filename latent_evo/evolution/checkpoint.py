@@ -154,7 +154,7 @@ class CheckpointMixin:
         return t, meta
 
     def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        from latent_evo.hybrid import SEED_DIRECT, SEED_WARMUP, make_strategy
+        from latent_evo.evolution.hybrid import SEED_DIRECT, SEED_WARMUP, make_strategy
 
         dev = self.device
         self.rng.set_state(tensors["rng"])
@@ -187,7 +187,7 @@ class CheckpointMixin:
 
     def save(self, root: str | Path) -> Path | None:
         """Atomic checkpoint under `root/checkpoints/` (rank 0 only when distributed)."""
-        from latent_evo.distributed import is_main
+        from latent_evo.evolution.distributed import is_main
 
         if not is_main():
             return None

@@ -61,7 +61,7 @@ def fit_prior(zoo_dir: str, compressor: str, split: str, shrinkage: float, out: 
     """Refit the prior of a saved compressor (e.g. one exported before priors were fitted)."""
     import shutil
 
-    from latent_evo.hub import load_compressor
+    from latent_evo.compressor.hub import load_compressor
     from latent_evo.zoo.dataset import ZooDataset
 
     comp = load_compressor(compressor).eval()

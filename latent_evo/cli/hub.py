@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from latent_evo import hub
+from latent_evo.compressor import hub
 
 
 def _compressor_folder(run_dir: Path) -> Path:

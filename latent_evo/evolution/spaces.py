@@ -11,7 +11,7 @@ moves the base to the best genome found, so the reachable set grows as the searc
 after k re-bases it is base_0 + the sum of k decoded differences, not decode(R^s).
 
 A compressor here is anything with `encode_genomes((P, n)) -> (P, s)`,
-`decode_genomes((P, s)) -> (P, n)` and `latent_size` (see `latent_evo.compressor.Compressor`).
+`decode_genomes((P, s)) -> (P, n)` and `latent_size` (see `latent_evo.compressor.attention.Compressor`).
 `to_genomes` / `from_genomes` are differentiable (re-encoding after a fine-tune refines codes by
 gradient descent); the loop calls them under `torch.no_grad()`.
 """

@@ -6,14 +6,11 @@ plus tuned Gaussian noise, the average of the top zoo checkpoints, the best of N
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-
-from latent_evo.bench_common import ROOT
 
 
 class Tracker:
@@ -67,15 +64,10 @@ class Tracker:
 
 def zoo_genomes(zoo: Path, spec) -> tuple[torch.Tensor, str]:
     """The zoo's last checkpoint of every trained network (networks stop at different epochs)."""
-    sys.path.insert(0, str(ROOT))
-    from zoo.dataset import ZooDataset
+    from latent_evo.zoo.dataset import ZooDataset
 
     ds = ZooDataset(zoo, split="all")
-    ep, mid = torch.as_tensor(ds.epochs), torch.as_tensor(ds.model_ids)
-    last: dict[int, int] = {}
-    for i in torch.argsort(ep, stable=True).tolist():  # later epochs overwrite earlier ones
-        last[int(mid[i])] = i
-    idx = torch.tensor(sorted(last.values()))
+    idx = ds.final_checkpoints()
     g = ds.genomes(idx).to(spec.dtype)
     return (
         g,
@@ -89,7 +81,7 @@ def run_baseline(
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     if name == "sgd":
-        from latent_evo.demo import run_sgd
+        from latent_evo.tasks.sgd import run_sgd
 
         torch.manual_seed(seed)
         r = run_sgd(task, sgd_steps, lr=1e-3, seed=seed)

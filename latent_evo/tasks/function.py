@@ -1,4 +1,4 @@
-"""Pieces of an evolution run that are not the loop: user tasks, genome sources, result type.
+"""A task from a user's own module and fitness function, and the checks every fitness passes.
 
 Minimum a user writes to evolve their own network (no registered task)::
 
@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.func import vmap
 
@@ -128,54 +125,9 @@ def checked_fitness(f: Any, population: int, task_name: str) -> Tensor:
     return f
 
 
-def load_network_genome(path: str | Path, spec: GenomeSpec) -> Tensor:
-    """A network's state dict (safetensors) -> `(n,)` genome; a mismatch names the tensor."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"network file {path} does not exist")
-    sd = load_file(str(path))
-    if "genome" in sd and len(sd) == 1:
-        return sd["genome"]
-    return spec.flatten(sd)
-
-
-def load_zoo_genomes(path: str | Path, spec: GenomeSpec) -> Tensor:
-    """All genomes `(N, n)` of a zoo directory (`shards/*.safetensors`, key "genomes") or of
-    one safetensors file with a "genomes" tensor."""
-    path = Path(path)
-    files = sorted((path / "shards").glob("*.safetensors")) if path.is_dir() else [path]
-    if not files or not all(f.exists() for f in files):
-        raise FileNotFoundError(f"no zoo genomes at {path} (expected shards/*.safetensors)")
-    parts = []
-    for f in files:
-        sd = load_file(str(f))
-        if "genomes" not in sd:
-            raise ValueError(f"{f}: no 'genomes' tensor (has {sorted(sd)})")
-        parts.append(sd["genomes"])
-    g = torch.cat(parts)
-    if g.ndim != 2 or g.shape[1] != spec.numel:
-        raise ValueError(
-            f"{path}: zoo genomes have shape {tuple(g.shape)}, the task's genome has {spec.numel} values"
-        )
-    return g
-
-
 def genome_to_module(task: Any, genome: Tensor) -> nn.Module:
     """A copy of the task's model carrying `genome`'s weights."""
     model = copy.deepcopy(task.model)
     sd = task.spec.unflatten(genome.detach().to(task.device))
     model.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=False)
     return model.eval()
-
-
-@dataclass
-class EvolveResult:
-    best_genome: Tensor  # (n,)
-    best_fitness: float
-    best_model: nn.Module
-    history: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    evaluations: int
-    generations: int
-    test_metrics: dict[str, float] = field(default_factory=dict)
-    interrupted: bool = False

@@ -13,24 +13,12 @@ import argparse
 import json
 import sys
 import time
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import torch
 
-BUNDLED = "mnist1d-mlp"
 TASK = "mnist1d-mlp"
-
-
-def bundled_compressor_path(name: str = BUNDLED) -> Path:
-    """Folder of a compressor shipped inside the package (config.json + model.safetensors)."""
-    path = Path(str(files("latent_evo") / "assets" / "compressors" / name))
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"{path}: the bundled compressor {name!r} is missing; rebuild it with `make compressor`"
-        )
-    return path
 
 
 def _methods(budget: int, popsize: int) -> dict[str, dict[str, Any]]:
@@ -59,30 +47,6 @@ def _methods(budget: int, popsize: int) -> dict[str, dict[str, Any]]:
             strategy_hparams={"sigma_init": 0.02, "lr": 0.01}, init={"kind": "task"},
         ),
     }  # fmt: skip
-
-
-def run_sgd(task, steps: int, lr: float, seed: int, batch_size: int = 128) -> dict[str, Any]:
-    """Adam on minibatches of the same training data; test accuracy logged along the way."""
-    from torch.func import functional_call
-    from tqdm.auto import tqdm
-
-    gen = torch.Generator().manual_seed(seed)
-    genome = task.init_genomes(1, gen)[0].clone().requires_grad_(True)
-    opt = torch.optim.Adam([genome], lr=lr)
-    history, t0 = [], time.perf_counter()
-    for step in tqdm(range(1, steps + 1), desc="SGD (Adam)", unit="step", dynamic_ncols=True):
-        x, y = task.sample_batch(gen, batch_size)
-        # one network: a plain functional_call (no vmap over a population of one)
-        loss = task.loss_fn(
-            functional_call(task.model, task.spec.unflatten(genome), (x,)), y
-        ).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % max(steps // 20, 1) == 0 or step == steps:
-            history.append({"step": step, **task.evaluate(genome.detach())})
-    final = task.evaluate(genome.detach())
-    return {"history": history, "test": final, "wall_s": time.perf_counter() - t0, "steps": steps}
 
 
 def _plot(results: dict[str, Any], sgd: dict[str, Any] | None, path: Path, budget: int) -> Path:
@@ -130,9 +94,10 @@ def run_demo(
     sgd_steps: int = 1500,
     device: str = "auto",
 ) -> dict[str, Any]:
-    from latent_evo.evolution import evolve
-    from latent_evo.hub import load_compressor
+    from latent_evo.compressor.hub import bundled_compressor_path, load_compressor
+    from latent_evo.evolution.loop import evolve
     from latent_evo.tasks import get_task
+    from latent_evo.tasks.sgd import run_sgd
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,17 @@
+"""The evolution run: ask -> decode -> evaluate -> tell -> log -> checkpoint.
+
+loop.py          `LatentEvolution` and `evolve()`: the run, its state and its result
+config.py        `EvolveConfig`: every option of a run, from YAML or dicts
+spaces.py        search spaces: latent, residual around a base, direct, a subset of tensors
+hybrid.py        surrogate screening, switching between spaces, residual re-basing, warm-up
+finetune.py      online fine-tuning of the compressor on evaluated genomes, re-encoding
+sources.py       starting genomes from a network file or a zoo
+checkpoint.py    atomic safetensors + JSON checkpoints (a killed run resumes bit-identically)
+distributed.py   sharding a population over torch.distributed ranks
+plots.py         the run directory's fitness / accuracy plot and summary table
+"""
+
+from latent_evo.evolution.config import ConfigError, EvolveConfig
+from latent_evo.evolution.loop import EvolveResult, LatentEvolution, evolve
+
+__all__ = ["ConfigError", "EvolveConfig", "EvolveResult", "LatentEvolution", "evolve"]

@@ -1,0 +1,41 @@
+"""Where a run's first genomes come from besides the task's own inits: one network file, a zoo.
+
+Both check the architecture against the task's `GenomeSpec` and name the file and the
+mismatching tensor; a zoo is read through `ZooDataset`, the one zoo reader of the project.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file
+from torch import Tensor
+
+from latent_evo.genome import GenomeSpec
+
+
+def load_network_genome(path: str | Path, spec: GenomeSpec) -> Tensor:
+    """A network's state dict (safetensors) -> `(n,)` genome; a mismatch names the tensor."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"network file {path} does not exist")
+    sd = load_file(str(path))
+    if "genome" in sd and len(sd) == 1:
+        return sd["genome"]
+    return spec.flatten(sd)
+
+
+def load_zoo_genomes(path: str | Path, spec: GenomeSpec) -> Tensor:
+    """Every checkpoint `(N, n)` of the zoo at `path` (a directory written by `latent-evo zoo`)."""
+    from latent_evo.zoo.dataset import ZooDataset  # pyarrow: only when a zoo is asked for
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"init.path: no zoo directory at {path}")
+    ds = ZooDataset(path, split="all")
+    if ds.spec != spec:
+        raise ValueError(
+            f"init.path: zoo {path} holds another architecture than the task: "
+            f"{ds.spec.describe_mismatch(spec)}"
+        )
+    return ds.genomes()
