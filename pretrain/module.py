@@ -128,60 +128,50 @@ class CompressorModule(L.LightningModule):
         return self.compressor.tokenizer  # follows the compressor's device and norm buffers
 
     # ---- the combined loss --------------------------------------------------------------------
-    def _functional_term(
-        self, recon: torch.Tensor, genomes: torch.Tensor, task_id: torch.Tensor
-    ) -> torch.Tensor:
-        """mean over the batch of (F(w_hat) - F(w))^2, each genome on a batch of its own task."""
-        w_hat = self.tokenizer.detokenize(recon, dtype=torch.float32)  # (B, n), differentiable
-        spec = self.tokenizer.spec
-        sq = []
-        for t, task in enumerate(self.tasks):
-            idx = (task_id == t).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
+    def _fitness_fn(self, task_id: torch.Tensor):
+        """A population fitness for `latent_evo.compressor.losses.compressor_loss` that evaluates
+        each genome on its own zoo's task. The data batches are drawn once here, so F(w_hat) and
+        F(w) see the same examples."""
+        present = [t for t in range(len(self.tasks)) if bool((task_id == t).any())]
+        data = {}
+        for t in present:
+            task = self.tasks[t]
             if task.device != self.device:  # configure_model runs before the strategy moves us
                 task.to(self.device)
-            x, y = task.sample_batch(self.generator, self.hparams.fitness_batch_size)
-            f_hat = task.fitness(spec.unflatten(w_hat[idx]), (x, y))  # (b,)
-            with torch.no_grad():
-                f = task.fitness(spec.unflatten(genomes[idx].float()), (x, y))  # (b,)
-            sq.append((f_hat.float() - f.float()) ** 2)  # = losses.fitness_gap, kept per genome
-        return torch.cat(sq).mean()
+            data[t] = task.sample_batch(self.generator, self.hparams.fitness_batch_size)
+
+        def fitness_fn(params: dict[str, torch.Tensor], _batch: Any) -> torch.Tensor:
+            P = task_id.shape[0]
+            f = next(iter(params.values())).new_empty(P, dtype=torch.float32)  # (P,)
+            for t in present:
+                idx = (task_id == t).nonzero().squeeze(1)  # (b,)
+                sub = {k: v[idx] for k, v in params.items()}
+                f = f.index_put((idx,), self.tasks[t].fitness(sub, data[t]).float())
+            return f
+
+        return fitness_fn
 
     def _common_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         genomes = batch["genome"]  # (B, n)
         if stage == "train" and self.hparams.permutation_augment and self.augment.enabled:
             genomes = self.augment(genomes, self.generator)
         tokens = self.tokenizer.tokenize(genomes)  # (B, T, C) normalised, padding = 0
-        out = self.compressor(tokens)
-        mask = self.tokenizer.mask  # (T, C)
-        # the terms are latent_evo.compressor.losses'; the functional one is assembled here per task
-        terms = {"recon": losses.masked_mse(out["recon"], tokens, mask)}
-        if self.hparams.lambda_fit > 0:
-            terms["fit"] = self._functional_term(out["recon"], genomes, batch["task_id"])
-        known = torch.isfinite(batch["fitness"])  # imported zoos may lack a fitness (NaN)
-        if self.hparams.lambda_head > 0 and bool(known.any()):  # target: the zoo's test loss
-            pred = out["fitness_pred"].float()
-            terms["head"] = losses.fitness_gap(pred[known], batch["fitness"][known])
-        beta = self.compressor.config.beta if self.hparams.beta is None else self.hparams.beta
-        if beta > 0 and out["logvar"] is not None:
-            terms["kl"] = losses.kl_divergence(out["mu"].float(), out["logvar"].float())
-        weights = {
-            "recon": 1.0,
-            "fit": self.hparams.lambda_fit,
-            "head": self.hparams.lambda_head,
-            "kl": beta,
-        }
-        loss = sum(weights[k] * v for k, v in terms.items())
-        with torch.no_grad():  # R^2 of normalised tokens: 1 = perfect, 0 = each tensor's zoo mean
-            m = mask.to(tokens.dtype)
-            sse = (((out["recon"].float() - tokens) * m) ** 2).sum()
-            terms["r2"] = 1 - sse / (tokens**2 * m).sum().clamp(min=1e-12)
+        lambda_fit, fitness_fn, fitness = self.hparams.lambda_fit, None, None
+        if lambda_fit > 0:
+            fitness_fn = self._fitness_fn(batch["task_id"])
+            with torch.no_grad():  # F(w) of the zoo's own weights, not of their token round trip
+                fitness = fitness_fn(self.tokenizer.spec.unflatten(genomes.float()), None)
+        terms = losses.compressor_loss(
+            self.compressor, tokens, fitness_fn=fitness_fn, fitness=fitness,
+            head_target=batch["fitness"],  # the zoo's test loss (NaN where an import lacks it)
+            lambda_fit=lambda_fit, lambda_head=self.hparams.lambda_head, beta=self.hparams.beta,
+        )  # fmt: skip
+        loss = terms["loss"]
         B = genomes.shape[0]
         sync = stage != "train"  # epoch-level val/test numbers averaged over all processes
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=B, sync_dist=sync)
-        for k, v in terms.items():
-            self.log(f"{stage}/{k}", v, prog_bar=k == "r2", batch_size=B, sync_dist=sync)
+        for k in ("recon", "fit", "head", "kl", "r2"):
+            self.log(f"{stage}/{k}", terms[k], prog_bar=k == "r2", batch_size=B, sync_dist=sync)
         return loss
 
     # ---- steps --------------------------------------------------------------------------------

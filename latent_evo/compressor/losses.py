@@ -5,7 +5,8 @@
       + lambda_head * (head(z) - F(w))^2       a fitness surrogate in latent space
       + beta        * KL(q(z|w) || N(0, I))    per latent dim; 0 for "noise"/"none" regularisers
 
-Used by the Lightning pretraining module and by online fine-tuning during evolution, so nothing
+The one copy of the loss: `CompressorModule._common_step` (pretraining) and online fine-tuning
+during evolution both call `compressor_loss`, so nothing
 here knows about trainers or tasks: `fitness_fn(params {name: (P, *shape)}, batch) -> (P,)` is
 any differentiable population fitness (e.g. `task.fitness`, which runs `functional_call` under
 `vmap`), and the gradient of the fitness term flows through it into the decoder.
@@ -41,6 +42,14 @@ def fitness_gap(fitness_hat: torch.Tensor, fitness: torch.Tensor) -> torch.Tenso
     return ((fitness_hat - fitness.to(fitness_hat.dtype)) ** 2).mean()
 
 
+def token_r2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """R^2 of normalised tokens over the real slots: 1 = perfect, 0 = each tensor's zoo mean
+    (the tokens are standardised per tensor, so predicting 0 everywhere scores 0)."""
+    m = mask.to(target.dtype)  # (T, C)
+    sse = (((pred.float() - target) * m) ** 2).sum()
+    return 1 - sse / (target**2 * m).sum().clamp(min=1e-12)
+
+
 def compressor_loss(
     compressor,
     tokens: torch.Tensor,
@@ -48,43 +57,54 @@ def compressor_loss(
     fitness_fn: FitnessFn | None = None,
     batch: Any = None,
     fitness: torch.Tensor | None = None,
+    head_target: torch.Tensor | None = None,
     lambda_fit: float = 1.0,
     lambda_head: float = 1.0,
     beta: float | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One forward pass of `compressor` on `tokens` (P, T, C) and every term of the loss.
+    """One forward pass of `compressor` on `tokens` (P, T, C) and every term of the loss. The one
+    loss of the project: Lightning pretraining and online fine-tuning both call it.
 
     fitness_fn, batch: the functional term F(w_hat) vs F(w) on `batch` (skipped when fitness_fn is
-        None or lambda_fit == 0).
-    fitness: (P,) F(w) of the original genomes if already known (zoo metadata); else computed with
-        fitness_fn on `batch` (no grad). The head term needs one of the two.
+        None or lambda_fit == 0). `fitness_fn(params {name: (P, *shape)}, batch) -> (P,)` may
+        route genomes to different tasks itself (pretraining on several zoos does).
+    fitness: (P,) F(w) of the original genomes on `batch` if already known; else computed with
+        fitness_fn (no grad) when a term needs it.
+    head_target: (P,) what the fitness head regresses (pretraining: the zoo's test loss);
+        default `fitness`. NaN entries (imported zoos without a fitness) are left out.
     beta: weight of the KL term; default `compressor.config.beta`.
 
-    Returns {"loss", "recon", "fit", "head", "kl"} (scalars; skipped terms are 0) and "out" (the
-    compressor's forward dict) for logging.
+    Returns {"loss", "recon", "fit", "head", "kl"} (scalars; skipped terms are 0), "r2" (token
+    R^2, no grad) and "out" (the compressor's forward dict) for logging.
     """
     tok = compressor.tokenizer
     tokens = tokens[None] if tokens.dim() == 2 else tokens  # (P, T, C)
+    P = tokens.shape[0]
     out = compressor(tokens)
     zero = tokens.new_zeros(())
     terms = {"recon": masked_mse(out["recon"], tokens, tok.mask), "fit": zero, "head": zero}
-    terms["kl"] = kl_divergence(out["mu"], out["logvar"])
+    # float(): under bf16 autocast the small terms would lose their precision
+    logvar = out["logvar"].float() if out["logvar"] is not None else None
+    terms["kl"] = kl_divergence(out["mu"].float(), logvar)
 
-    if fitness is None and fitness_fn is not None and (lambda_fit or lambda_head):
+    need_f = fitness_fn is not None and (lambda_fit or (lambda_head and head_target is None))
+    if fitness is None and need_f:
         with torch.no_grad():
             fitness = fitness_fn(compressor.spec.unflatten(tok.detokenize(tokens)), batch)  # (P,)
+    for name, t in (("fitness", fitness), ("head_target", head_target)):
+        if t is not None and t.numel() != P:
+            raise ValueError(f"{name} has {t.numel()} entries for {P} genomes")
     if fitness is not None:
-        fitness = fitness.detach().to(tokens.device).reshape(-1)
-        if fitness.shape[0] != tokens.shape[0]:
-            raise ValueError(
-                f"fitness has {fitness.shape[0]} entries for {tokens.shape[0]} genomes"
-            )
+        fitness = fitness.detach().to(tokens.device).reshape(-1)  # (P,)
     if fitness_fn is not None and lambda_fit:
-        genomes_hat = tok.detokenize(out["recon"])  # (P, n), differentiable
+        genomes_hat = tok.detokenize(out["recon"], dtype=torch.float32)  # (P, n), differentiable
         fitness_hat = fitness_fn(compressor.spec.unflatten(genomes_hat), batch)  # (P,)
-        terms["fit"] = fitness_gap(fitness_hat, fitness)
-    if fitness is not None and lambda_head:
-        terms["head"] = fitness_gap(out["fitness_pred"], fitness)
+        terms["fit"] = fitness_gap(fitness_hat.float(), fitness)
+    target = fitness if head_target is None else head_target.detach().to(tokens.device).reshape(-1)
+    if target is not None and lambda_head:
+        known = torch.isfinite(target)  # (P,)
+        if bool(known.any()):
+            terms["head"] = fitness_gap(out["fitness_pred"].float()[known], target[known])
 
     beta = compressor.config.beta if beta is None else beta
     terms["loss"] = (
@@ -93,6 +113,8 @@ def compressor_loss(
         + lambda_head * terms["head"]
         + beta * terms["kl"]
     )
+    with torch.no_grad():
+        terms["r2"] = token_r2(out["recon"], tokens, tok.mask)
     terms["out"] = out
     return terms
 
