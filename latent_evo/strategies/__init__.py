@@ -6,6 +6,20 @@
 Every strategy minimises fitness, is constructible from ``dim`` and ``popsize`` alone, keeps
 all state in tensors (``state_dict``/``load_state_dict`` resume bit-identically) and draws
 all randomness from its own seeded ``torch.Generator``.
+
+Files:
+
+* ``base.py``: ``Strategy``, the ask/tell bookkeeping every strategy shares (seeding, shape
+  checks, best-so-far, checkpointing); subclasses write ``_init_state``/``_ask``/``_tell``.
+* ``shaping.py``: fitness shaping (centred ranks, z-score, NES utilities) and the Adam step.
+* ``gaussian.py``: ``GaussianES``, the mean / σ / Adam / noise state of the Gaussian ES below.
+* ``openai_es.py``, ``pgpe.py``, ``snes.py``, ``eggroll.py``: the Gaussian ES (``GaussianES``).
+* ``cma_es.py``: CMA-ES with optional IPOP restarts.
+* ``novelty_es.py``: NS-ES, NSR-ES, NSRA-ES (novelty-seeking meta-population of ES centres).
+* ``ga.py``, ``operators.py``: the genetic algorithm and its selection / crossover / mutation
+  operators.
+* ``deep_ga.py``: Deep GA with the compact (seed-list) genome encoding.
+* ``map_elites.py``: MAP-Elites (quality-diversity grid).
 """
 
 from __future__ import annotations
@@ -14,15 +28,17 @@ from typing import Any
 
 import torch
 
-from .base import Strategy, centered_ranks, z_score
+from .base import Strategy
 from .cma_es import CMAES
 from .deep_ga import DeepGA
 from .eggroll import EGGROLL
 from .ga import GA
+from .gaussian import GaussianES
 from .map_elites import MAPElites
 from .novelty_es import NSES, NSRAES, NSRES
 from .openai_es import OpenAIES
 from .pgpe import PGPE
+from .shaping import centered_ranks, z_score
 from .snes import SNES
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -32,6 +48,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 __all__ = [
     "Strategy",
+    "GaussianES",
     "STRATEGIES",
     "get_strategy",
     "list_strategies",

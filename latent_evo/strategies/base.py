@@ -12,7 +12,8 @@ initialisation, shape checks with clear errors, replacing NaN/inf fitness by "wo
 best-so-far tracking, the generation counter, re-centring, and a ``state_dict`` made only of
 tensors (safetensors-compatible) that resumes a run bit-identically, RNG state included.
 Subclasses write ``_init_state``, ``_ask`` and ``_tell`` (plus ``_get_mean``/``_set_mean``)
-and list their tensors in ``state_names``.
+and list their tensors in ``state_names``; the Gaussian ES do so through ``GaussianES``
+(``gaussian.py``). Fitness shaping and the Adam step live in ``shaping.py``.
 """
 
 from __future__ import annotations
@@ -23,78 +24,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-__all__ = [
-    "Strategy",
-    "centered_ranks",
-    "z_score",
-    "adam_update",
-    "sanitize_fitness",
-    "antithetic_noise",
-]
+from .shaping import sanitize_fitness
+
+__all__ = ["Strategy"]
 
 
-# --------------------------------------------------------------------------- fitness shaping
-def sanitize_fitness(f: Tensor) -> Tensor:
-    """Replace NaN and ±inf by +inf so that they rank as the worst (fitness is minimised)."""
-    return torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
-
-
-def centered_ranks(f: Tensor) -> Tensor:
-    """Ranks mapped linearly to [-0.5, 0.5]; the lowest (best) fitness gets -0.5.
-
-    Ties (e.g. several +inf) are broken by index, which keeps the result deterministic.
-    Rank shaping makes ES updates invariant to monotone transforms of fitness (Salimans 2017).
-    """
-    n = f.shape[0]
-    ranks = torch.empty_like(f)
-    ranks[torch.argsort(f, stable=True)] = torch.arange(n, device=f.device, dtype=f.dtype)
-    return ranks / max(n - 1, 1) - 0.5
-
-
-def z_score(f: Tensor, eps: float = 1e-8) -> Tensor:
-    """Standardise fitness to zero mean, unit std. Non-finite values are set to the worst
-    finite value first (or 0 if none is finite) so one NaN does not poison the whole batch."""
-    finite = torch.isfinite(f)
-    worst = f[finite].max() if bool(finite.any()) else f.new_tensor(0.0)
-    g = torch.where(finite, f, worst)
-    return (g - g.mean()) / (g.std(unbiased=False) + eps)
-
-
-def adam_update(
-    grad: Tensor,
-    m: Tensor,
-    v: Tensor,
-    t: Tensor,
-    lr: float,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-) -> Tensor:
-    """One Adam step; updates ``m``, ``v`` and the step counter ``t`` in place and returns the
-    step to *subtract* from the parameters. Kept as tensors so optimiser state checkpoints."""
-    t.add_(1)
-    m.mul_(beta1).add_(grad, alpha=1 - beta1)
-    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    step = int(t.item())
-    mhat = m / (1 - beta1**step)
-    vhat = v / (1 - beta2**step)
-    return lr * mhat / (vhat.sqrt() + eps)
-
-
-def antithetic_noise(strat: Strategy, n: int) -> Tensor:
-    """``n`` standard-normal rows as mirrored pairs ``[ε; -ε]`` (mirrored sampling halves the
-    variance of ES gradient estimates); an odd ``n`` gets one extra unmirrored row at the end.
-    Written into the strategy's reusable noise buffer (see ``Strategy.noise_buffer``)."""
-    out = strat.noise_buffer(n)
-    half = n // 2
-    torch.randn((half, strat.dim), generator=strat.generator, out=out[:half])
-    torch.neg(out[:half], out=out[half : 2 * half])
-    if n % 2:
-        torch.randn((1, strat.dim), generator=strat.generator, out=out[2 * half :])
-    return out
-
-
-# --------------------------------------------------------------------------- base class
 class Strategy:
     """Base class of all ask/tell strategies. Fitness is **minimised**.
 

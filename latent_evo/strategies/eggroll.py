@@ -22,19 +22,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Strategy, adam_update, centered_ranks
+from .gaussian import ADAM_HPARAMS, GaussianES
+from .shaping import centered_ranks
 
 
-class EGGROLL(Strategy):
+class EGGROLL(GaussianES):
     name = "eggroll"
-    state_names = ("theta", "adam_m", "adam_v", "adam_t", "_factors")
+    mean_name = "theta"
+    sigma_shape = None  # σ stays sigma_init
+    noise_name = "_factors"  # (P, K) low-rank factors, not the (P, d) perturbations
     default_hparams: dict[str, Any] = {
         "sigma_init": 0.1,
-        "lr": 0.05,
+        **ADAM_HPARAMS,
         "rank": 1,
         "shapes": None,
-        "beta1": 0.9,
-        "beta2": 0.999,
         "weight_decay": 0.0,
     }
 
@@ -56,20 +57,6 @@ class EGGROLL(Strategy):
         # per segment: number of noise values per candidate (factors or full noise)
         self._nfac = [(s[0] + s[1]) * r if len(s) == 2 else s[0] for s in segs]
 
-    def _init_state(self, mean: Tensor | None, population: Tensor | None) -> None:
-        if population is not None:
-            mean = population.mean(0)
-        z = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
-        self.theta = z.clone() if mean is None else mean
-        self.adam_m, self.adam_v = z.clone(), z.clone()
-        self.adam_t = torch.zeros((), dtype=torch.int64)
-
-    def _get_mean(self) -> Tensor:
-        return self.theta
-
-    def _set_mean(self, mean: Tensor) -> None:
-        self.theta = mean
-
     def _perturbations(self, factors: Tensor) -> Tensor:
         """``(P, K)`` stored factors -> ``(P, d)`` unit-scale perturbations."""
         r, p = int(self.hp["rank"]), factors.shape[0]
@@ -78,8 +65,9 @@ class EGGROLL(Strategy):
             if len(s) == 1:
                 out.append(f)
             else:
-                a = f[:, : s[0] * r].reshape(p, s[0], r)
-                b = f[:, s[0] * r :].reshape(p, s[1], r)
+                a = f[:, : s[0] * r].reshape(p, s[0], r)  # (P, m, r)
+                b = f[:, s[0] * r :].reshape(p, s[1], r)  # (P, n, r)
+                # (P, m, n) -> (P, m n), flattened row-major
                 out.append((a @ b.transpose(1, 2)).reshape(p, -1) / math.sqrt(r))
         return torch.cat(out, 1)
 
@@ -108,16 +96,13 @@ class EGGROLL(Strategy):
             if len(s) == 1:
                 grads.append(u @ f)
             else:
+                # (P, m, r) weighted by u -> (m, P, r)
                 a = (f[:, : s[0] * r].reshape(p, s[0], r) * u[:, None, None]).permute(1, 0, 2)
-                b = f[:, s[0] * r :].reshape(p, s[1], r).permute(1, 0, 2)
+                b = f[:, s[0] * r :].reshape(p, s[1], r).permute(1, 0, 2)  # (n, P, r)
                 # Σ_i u_i A_i B_iᵀ as a single (m, P r) @ (P r, n) matmul
                 g = a.reshape(s[0], p * r) @ b.reshape(s[1], p * r).T
-                grads.append(g.reshape(-1) / math.sqrt(r))
+                grads.append(g.reshape(-1) / math.sqrt(r))  # (m, n) -> (m n,)
         grad = torch.cat(grads) / (p * self.hp["sigma_init"])
         grad = grad + self.hp["weight_decay"] * self.theta
-        step = adam_update(
-            grad, self.adam_m, self.adam_v, self.adam_t, self.hp["lr"],
-            self.hp["beta1"], self.hp["beta2"],
-        )  # fmt: skip
-        self.theta = self.theta - step
+        self.theta = self.theta - self._adam_step(grad)
         self._factors = None

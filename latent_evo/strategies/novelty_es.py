@@ -28,7 +28,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Strategy, adam_update, antithetic_noise, centered_ranks
+from .base import Strategy
+from .gaussian import antithetic_noise
+from .shaping import adam_update, centered_ranks
 
 
 class NSES(Strategy):

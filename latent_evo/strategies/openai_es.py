@@ -15,27 +15,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Strategy, adam_update, antithetic_noise, centered_ranks, z_score
-
-SHAPINGS = ("centered_ranks", "z_score", "raw")
-
-
-def shape_fitness(f: Tensor, how: str) -> Tensor:
-    if how == "centered_ranks":
-        return centered_ranks(f)
-    if how == "z_score":
-        return z_score(f)
-    return torch.where(torch.isfinite(f), f, f[torch.isfinite(f)].max())
+from .gaussian import ADAM_HPARAMS, GaussianES
+from .shaping import SHAPINGS, shape_fitness
 
 
-class OpenAIES(Strategy):
+class OpenAIES(GaussianES):
     name = "openai_es"
-    state_names = ("theta", "sigma", "adam_m", "adam_v", "adam_t", "_eps")
+    mean_name = "theta"
+    sigma_shape = "scalar"
     default_hparams: dict[str, Any] = {
         "sigma_init": 0.1,
-        "lr": 0.05,
-        "beta1": 0.9,
-        "beta2": 0.999,
+        **ADAM_HPARAMS,
         "weight_decay": 0.0,
         "optimizer": "adam",
         "momentum": 0.9,
@@ -53,28 +43,8 @@ class OpenAIES(Strategy):
         if self.hp["fitness_shaping"] not in SHAPINGS:
             raise ValueError(f"openai_es: fitness_shaping must be one of {SHAPINGS}")
 
-    def _init_state(self, mean: Tensor | None, population: Tensor | None) -> None:
-        if population is not None:
-            mean = population.mean(0)
-        z = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
-        self.theta = z.clone() if mean is None else mean
-        self.sigma = torch.tensor(
-            float(self.hp["sigma_init"]), device=self.device, dtype=self.dtype
-        )
-        self.adam_m, self.adam_v = z.clone(), z.clone()
-        self.adam_t = torch.zeros((), dtype=torch.int64)
-
-    def _get_mean(self) -> Tensor:
-        return self.theta
-
-    def _set_mean(self, mean: Tensor) -> None:
-        self.theta = mean
-
     def _ask(self) -> Tensor:
-        if self.hp["antithetic"]:
-            self._eps = antithetic_noise(self, self.popsize)
-        else:
-            self._eps = self.randn_buffer(self.popsize)
+        self._eps = self._sample_noise(self.hp["antithetic"])
         return torch.addcmul(self.theta, self._eps, self.sigma)  # one (P, d) allocation
 
     def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
@@ -83,10 +53,7 @@ class OpenAIES(Strategy):
         grad = (u @ self._eps) / (self.popsize * self.sigma)
         grad = grad + self.hp["weight_decay"] * self.theta
         if self.hp["optimizer"] == "adam":
-            step = adam_update(
-                grad, self.adam_m, self.adam_v, self.adam_t, self.hp["lr"],
-                self.hp["beta1"], self.hp["beta2"],
-            )  # fmt: skip
+            step = self._adam_step(grad)
         else:  # SGD with momentum; adam_m is the velocity
             self.adam_m.mul_(self.hp["momentum"]).add_(grad)
             step = self.hp["lr"] * self.adam_m

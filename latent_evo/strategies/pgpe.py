@@ -21,48 +21,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Strategy, adam_update, centered_ranks
+from .gaussian import ADAM_HPARAMS, GaussianES
+from .shaping import centered_ranks
 
 
-class PGPE(Strategy):
+class PGPE(GaussianES):
     name = "pgpe"
-    state_names = ("mu", "sigma", "adam_m", "adam_v", "adam_t", "_eps")
     default_hparams: dict[str, Any] = {
         "sigma_init": 0.1,
-        "lr": 0.05,
+        **ADAM_HPARAMS,
         "lr_sigma": 0.1,
         "sigma_max_change": 0.2,
         "sigma_min": 1e-8,
-        "beta1": 0.9,
-        "beta2": 0.999,
     }
 
-    def _init_state(self, mean: Tensor | None, population: Tensor | None) -> None:
-        if population is not None:
-            mean = population.mean(0)
-        z = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
-        self.mu = z.clone() if mean is None else mean
-        self.sigma = torch.full_like(z, float(self.hp["sigma_init"]))
-        self.adam_m, self.adam_v = z.clone(), z.clone()
-        self.adam_t = torch.zeros((), dtype=torch.int64)
-
-    def _get_mean(self) -> Tensor:
-        return self.mu
-
-    def _set_mean(self, mean: Tensor) -> None:
-        self.mu = mean
-
     def _ask(self) -> Tensor:
-        half = self.popsize // 2
-        eps = self.noise_buffer(self.popsize)  # reused scratch: no 1 GB allocation at d = 1e6
-        torch.randn((half, self.dim), generator=self.generator, out=eps[:half])
-        eps[:half].mul_(self.sigma)
-        torch.neg(eps[:half], out=eps[half : 2 * half])
-        if self.popsize % 2:
-            torch.randn((1, self.dim), generator=self.generator, out=eps[2 * half :])
-            eps[2 * half :].mul_(self.sigma)
-        self._eps = eps
-        return self.mu + eps
+        # scaling the mirrored unit noise by σ afterwards gives the same bits as mirroring
+        # σ-scaled noise: IEEE multiplication is symmetric in sign
+        self._eps = self._sample_noise(antithetic=True).mul_(self.sigma)
+        return self.mu + self._eps
 
     def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
         half = self.popsize // 2
@@ -75,10 +52,7 @@ class PGPE(Strategy):
             half * self.sigma
         )
         # ascent on utility == descent on -grad
-        self.mu = self.mu - adam_update(
-            -grad_mu, self.adam_m, self.adam_v, self.adam_t, self.hp["lr"],
-            self.hp["beta1"], self.hp["beta2"],
-        )  # fmt: skip
+        self.mu = self.mu - self._adam_step(-grad_mu)
         step = self.hp["lr_sigma"] * grad_sigma
         c = float(self.hp["sigma_max_change"])
         step = torch.clamp(step, -c * self.sigma, c * self.sigma)

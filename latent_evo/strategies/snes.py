@@ -16,19 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Strategy, antithetic_noise
+from .gaussian import GaussianES
+from .shaping import nes_utilities
 
 
-def nes_utilities(p: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Rank-based NES utilities for ranks 1..p (best first); they sum to zero."""
-    k = torch.arange(1, p + 1, device=device, dtype=torch.float64)
-    w = (math.log(p / 2 + 1) - torch.log(k)).clamp_min(0)
-    return (w / w.sum() - 1.0 / p).to(dtype)
-
-
-class SNES(Strategy):
+class SNES(GaussianES):
     name = "snes"
-    state_names = ("mu", "sigma", "_s")
+    uses_adam = False  # the natural gradient step needs no optimiser
+    noise_name = "_s"
     default_hparams: dict[str, Any] = {
         "sigma_init": 0.1,
         "lr_mean": 1.0,
@@ -37,27 +32,8 @@ class SNES(Strategy):
         "sigma_min": 1e-12,
     }
 
-    def _init_state(self, mean: Tensor | None, population: Tensor | None) -> None:
-        if population is not None:
-            mean = population.mean(0)
-        self.mu = (
-            torch.zeros(self.dim, device=self.device, dtype=self.dtype) if mean is None else mean
-        )
-        self.sigma = torch.full(
-            (self.dim,), float(self.hp["sigma_init"]), device=self.device, dtype=self.dtype
-        )
-
-    def _get_mean(self) -> Tensor:
-        return self.mu
-
-    def _set_mean(self, mean: Tensor) -> None:
-        self.mu = mean
-
     def _ask(self) -> Tensor:
-        if self.hp["antithetic"]:
-            self._s = antithetic_noise(self, self.popsize)
-        else:
-            self._s = self.randn_buffer(self.popsize)
+        self._s = self._sample_noise(self.hp["antithetic"])
         return torch.addcmul(self.mu, self._s, self.sigma)  # one (P, d) allocation
 
     def _tell(self, x: Tensor, fitness: Tensor, descriptors: Tensor | None) -> None:
