@@ -179,9 +179,9 @@ def test_resume_skips_finished_cohorts_and_is_bit_identical(tiny_zoo, tmp_path, 
 
 
 def test_config_validation(tmp_path):
-    with pytest.raises(ZooConfigError, match="unknown key.*'lrr'"):
+    with pytest.raises(ZooConfigError, match="unknown config key.*lrr"):
         config_from_dict({**TINY, "hparams": {"lrr": 0.1}})
-    with pytest.raises(ZooConfigError, match="unknown key.*'cohort'"):
+    with pytest.raises(ZooConfigError, match="unknown config key.*cohort"):
         config_from_dict({**TINY, "cohort": []})
     with pytest.raises(ZooConfigError, match="log-uniform"):
         config_from_dict({**TINY, "hparams": {"lr": [0.0, 0.1]}})

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 import yaml
 
+from latent_evo.config import build
+
 
 class ZooConfigError(ValueError):
     """A zoo config is malformed; the message names the file and option at fault."""
@@ -152,37 +154,8 @@ def _check_range(value: Range, name: str, log: bool, bad) -> None:
         raise bad(f"'{name}' must be non-negative, got {value!r}")
 
 
-def _build(cls, data: Any, where: str, path: str):
-    """Dataclass `cls` from a mapping, rejecting unknown keys (typos are the usual cause)."""
-    if not isinstance(data, dict):
-        raise ZooConfigError(
-            f"{where}: '{path or 'top level'}' must be a mapping, got {type(data).__name__}"
-        )
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ZooConfigError(
-            f"{where}: unknown key(s) {unknown} in '{path or 'top level'}'; valid keys: {sorted(names)}"
-        )
-    return cls(**data)
-
-
 def config_from_dict(data: dict, where: str = "zoo config") -> ZooConfig:
-    data = dict(data)
-    if "task" not in (data or {}):
-        raise ZooConfigError(f"{where}: missing required key 'task'")
-    if "cohorts" in data:
-        if not isinstance(data["cohorts"], list):
-            raise ZooConfigError(f"{where}: 'cohorts' must be a list")
-        data["cohorts"] = [
-            _build(CohortGroup, c, where, f"cohorts[{i}]") for i, c in enumerate(data["cohorts"])
-        ]
-    if "hparams" in data:
-        data["hparams"] = _build(HParamRanges, data["hparams"], where, "hparams")
-    try:
-        cfg = _build(ZooConfig, data, where, "")
-    except TypeError as e:  # a missing required field
-        raise ZooConfigError(f"{where}: {e}") from e
+    cfg = build(ZooConfig, data, ZooConfigError, where)  # unknown keys, wrong types, missing task
     return cfg.validate(where)
 
 

@@ -1,5 +1,6 @@
 """Configuration of an evolution run: nested dataclasses, one per concern, built from plain dicts
-(YAML) with a clear error naming any unknown key by its dotted path (`finetune.evry`).
+(YAML) by `latent_evo.config.build`, with a clear error naming any unknown key or wrong value by
+its dotted path (`finetune.evry`, `strategy.popsize`).
 
 Every field has a default, so `EvolveConfig()` is a valid run (direct-space CMA-ES would be too
 big for a real network, so the default strategy is a GA). The YAML files in `configs/evolve/`
@@ -11,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from latent_evo.config import build
 
 Mode = Literal["auto", "latent", "residual", "direct"]
 
@@ -173,37 +176,7 @@ class EvolveConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvolveConfig:
-        return _build(cls, d, "").validate()
-
-
-def _build(cls: type, d: Any, prefix: str) -> Any:
-    """Dict -> dataclass `cls`, recursively; unknown keys raise naming their dotted path."""
-    if isinstance(d, cls):
-        return d
-    if not isinstance(d, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - set(fields))
-    if unknown:
-        where = prefix.rstrip(".") or "top level"
-        raise ConfigError(
-            f"unknown config key {prefix + unknown[0]!r} ({where} accepts: {', '.join(fields)})"
-        )
-    kwargs = {}
-    for k, v in d.items():
-        sub = _dataclass_of(cls, k)
-        kwargs[k] = _build(sub, v, f"{prefix}{k}.") if sub is not None and v is not None else v
-    return cls(**kwargs)
-
-
-def _dataclass_of(cls: type, name: str) -> type | None:
-    """The dataclass type of field `name` (nested sections), else None."""
-    default = next(f for f in dataclasses.fields(cls) if f.name == name)
-    if default.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        value = default.default_factory()  # type: ignore[misc]
-        if dataclasses.is_dataclass(value):
-            return type(value)
-    return None
+        return build(cls, d, ConfigError).validate()
 
 
 def apply_override(d: dict[str, Any], dotted: str, value: Any) -> None:
