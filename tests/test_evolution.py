@@ -176,13 +176,13 @@ def test_switch_to_some_tensors_keeps_the_rest(task, compressor):
             break
     assert run.phase == "direct"
     at_switch = run.best_genome.clone()
-    head = run.switch_space.index
+    head = run.switcher.space.index
     off = task.spec.offsets[task.spec.index("layers.1.weight")]
     assert head[0] == off and len(head) == task.spec.numel - off  # weight + bias of layer 1
-    assert run.direct_strategy.dim == len(head)
+    assert run.switcher.strategy.dim == len(head)
     for _ in range(4):
         run.step()
-    genomes = run.switch_space.to_genomes(run.direct_strategy.ask())  # (P, n)
+    genomes = run.switcher.space.to_genomes(run.switcher.strategy.ask())  # (P, n)
     keep = torch.ones(task.spec.numel, dtype=torch.bool, device=head.device)
     keep[head] = False
     assert torch.equal(genomes[:, keep], at_switch[keep].expand(len(genomes), -1))
@@ -244,9 +244,9 @@ def test_warmup_phase_feeds_archive_then_ends(task, compressor):
                      "warmup": {"enabled": True, "threshold": 1e9,
                                 "strategy": {"name": "openai_es", "popsize": 4}}}})  # fmt: skip
     run.step()
-    assert run.warmup_active and run.evaluations == 8 + 4 and run.archive.count == 12
+    assert run.warmup.active and run.evaluations == 8 + 4 and run.archive.count == 12
     run.step()  # fine-tune: loss < threshold ends the warm-up
-    assert not run.warmup_active
+    assert not run.warmup.active
     assert run.events[-1].get("warmup_ended")
     run.step()
     assert run.archive.count == 12 + 12 + 8  # warm-up ran in generation 2, not after
@@ -265,11 +265,19 @@ def _cfg(**kw):
     return base
 
 
-@pytest.mark.parametrize("tensors", [[], ["layers.1.*"]], ids=["whole-genome", "some-tensors"])
-def test_resume_is_bit_identical(task, compressor, tmp_path, tensors):
-    # residual GA + re-basing + fine-tuning + switching there and back: every piece of state
+@pytest.mark.parametrize(
+    "tensors, warmup",
+    [([], False), (["layers.1.*"], False), ([], True)],
+    ids=["whole-genome", "some-tensors", "warm-up"],
+)
+def test_resume_is_bit_identical(task, compressor, tmp_path, tensors, warmup):
+    # residual GA + re-basing + fine-tuning + switching there and back (+ a direct warm-up
+    # population that never ends: threshold 0): every piece of state
     cfg = _cfg()
     cfg["switch"]["tensors"] = tensors
+    if warmup:
+        cfg["finetune"]["warmup"] = {"enabled": True, "threshold": 0.0,
+                                     "strategy": {"name": "openai_es", "popsize": 4}}  # fmt: skip
     full = LatentEvolution(task, _fresh(compressor), None, cfg)
     for _ in range(8):
         full.step()
@@ -294,9 +302,15 @@ def test_resume_is_bit_identical(task, compressor, tmp_path, tensors):
     assert resumed.history == full.history  # floats compared exactly
     assert resumed.events == full.events
     assert torch.equal(resumed.best_genome, full.best_genome)
-    for name in ("strategy", "direct_strategy"):
-        sa, sb = getattr(resumed, name).state_dict(), getattr(full, name).state_dict()
+
+    def strategies(run):  # the run's, the direct phase's, the warm-up's
+        return [run.strategy, run.switcher.strategy] + ([run.warmup.strategy] if warmup else [])
+
+    for a, b in zip(strategies(resumed), strategies(full), strict=True):
+        sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sb)
+    assert resumed.archive.count == full.archive.count
+    assert torch.equal(resumed.archive.genomes, full.archive.genomes)
     ca, cb = resumed.compressor.state_dict(), full.compressor.state_dict()
     assert all(torch.equal(ca[k], cb[k]) for k in cb)
 

@@ -4,7 +4,8 @@ The run keeps an `Archive` of every truly evaluated genome with its fitness (a r
 tensors, checkpointable). Every k generations `finetune` takes a few optimiser steps of the
 combined loss on archive minibatches; `reencode` then moves the strategy's codes so that they
 decode to the same phenotypes as before the fine-tune (encoder first, then a few gradient steps
-on the code against the old genome), and reports how far they drifted.
+on the code against the old genome), and reports how far they drifted. `finetune_and_reencode`
+is one such round of a run: fine-tune, re-encode, re-seat the strategy, measure the drift.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latent_evo.evolution.spaces import SearchSpace
+from latent_evo.evolution.config import FinetuneConfig
+from latent_evo.evolution.spaces import ResidualSpace, SearchSpace
+from latent_evo.strategies import Strategy
 
 
 class Archive:
@@ -158,3 +161,52 @@ def reencode(
         x = torch.where((e1 <= e0)[:, None], x, x0)
         err = torch.minimum(e0, e1).sum().sqrt() / targets.norm().clamp_min(1e-12)
     return x, float(err)
+
+
+def strategy_points(strategy: Strategy) -> Tensor:
+    """The strategy's current state as points `(k, d)`: a GA's population, an ES's mean."""
+    pop = getattr(strategy, "population", None)
+    return pop if torch.is_tensor(pop) and pop.ndim == 2 else strategy.mean[None]
+
+
+def finetune_and_reencode(
+    compressor: Any,
+    task: Any,
+    archive: Archive,
+    space: SearchSpace,
+    strategy: Strategy,
+    cfg: FinetuneConfig,
+    generator: torch.Generator,
+    generation: int,
+    evaluate_genomes: Callable[[Tensor], Tensor],
+) -> tuple[dict[str, float], int]:
+    """One fine-tuning round of a run: fine-tune `compressor` on `archive`, then re-encode the
+    strategy's points so they decode to the networks they were before, and re-seat `strategy`
+    on them. The fitness of those networks before and after (`evaluate_genomes`, real
+    evaluations) measures the drift. Returns the report and the evaluations spent."""
+    with torch.no_grad():
+        points = strategy_points(strategy)  # (k, d)
+        targets = space.to_genomes(points)  # phenotypes before the fine-tune
+        f_before = evaluate_genomes(targets)
+    stats = finetune(
+        compressor, task, archive, cfg.steps, cfg.lr, cfg.batch_size, generator,
+        # fresh minibatches each round: a pure function of (generation, step)
+        batch_fn=lambda s: (
+            task.batch(generation * 1009 + s) if hasattr(task, "batch") else None
+        ),
+        fitness_weight=cfg.fitness_weight, head_weight=cfg.head_weight,
+    )  # fmt: skip
+    if isinstance(space, ResidualSpace):  # the anchor's decoding changed
+        space.set_base(space.base, space.anchor)
+    x_new, err = reencode(space, targets, cfg.reencode_steps, cfg.reencode_lr)
+    if "population" in strategy.state_names and len(x_new) > 1:
+        strategy.init(population=x_new)
+    else:
+        strategy.set_mean(x_new[0])
+    strategy.reset_best()
+    with torch.no_grad():
+        f_after = evaluate_genomes(space.to_genomes(x_new))
+    report = {**stats, "reencode_error": err,
+              "fitness_drift": float((f_after - f_before).abs().mean()),
+              "fitness_before": float(f_before.mean()), "fitness_after": float(f_after.mean())}  # fmt: skip
+    return report, 2 * len(x_new)

@@ -1,6 +1,10 @@
-"""The parts of the loop that go beyond ask -> evaluate -> tell, as a mixin of
-`LatentEvolution`: surrogate pre-screening, the direct warm-up population, automatic switching
-between latent and direct space, residual re-basing, and online fine-tuning with re-encoding.
+"""The parts of a run beyond ask -> evaluate -> tell, each with its state declared here and its
+inputs passed in; `LatentEvolution` (loop.py) composes them and gathers their state.
+
+    Switcher   the phase (latent / direct), the direct phase's strategy and space, the switch rule
+    Warmup     the direct-space population evolving alongside during the fine-tuning warm-up
+    screen     surrogate pre-screening by the compressor's fitness head
+    maybe_rebase / recentre      moving a latent search onto a genome (residual re-basing)
 
 Switch rule (logged as a "switch" event with its reason): in latent space, when the best fitness
 improved by less than `switch.tol` over the last `switch.window` generations (and at least a
@@ -9,23 +13,36 @@ window after the previous switch), continue in direct space from the best genome
 `switch.back`, a direct phase that stalls by the same rule returns to
 latent space re-centred (residual: re-based) on the best genome. `final_direct_generations`
 forces the last N generations into direct space (hybrid refinement).
+
+Parts with scalar state return `(tensors, meta)` from `state_dict()`, like the run itself: tensors
+go to safetensors, the rest to JSON.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from latent_evo.evolution.config import StrategyConfig
-from latent_evo.evolution.finetune import finetune, reencode
-from latent_evo.evolution.spaces import ResidualSpace, SubsetSpace
+from latent_evo.evolution.config import ConfigError, StrategyConfig, SwitchConfig, WarmupConfig
+from latent_evo.evolution.spaces import (
+    DirectSpace,
+    ResidualSpace,
+    SearchSpace,
+    SubsetSpace,
+    subset_index,
+)
 from latent_evo.strategies import Strategy, get_strategy
 
-# Offsets of the seeds of the run's independent random streams (strategy / switch / warm-up).
+# Offsets of the seeds of the run's independent random streams (strategy / switch / warm-up):
+# each strategy draws from its own generator, so adding a part never shifts another's draws.
 SEED_STRATEGY, SEED_DIRECT, SEED_WARMUP = 1, 2, 3
+
+#: `(space, x (P, d)) -> (fitness (P,), genomes (P, n))`, counting the evaluations it spends
+Evaluate = Callable[[SearchSpace, Tensor], tuple[Tensor, Tensor]]
 
 
 def make_strategy(cfg: StrategyConfig, dim: int, device: torch.device, seed: int) -> Strategy:
@@ -34,161 +51,234 @@ def make_strategy(cfg: StrategyConfig, dim: int, device: torch.device, seed: int
     )
 
 
-def strategy_points(strategy: Strategy) -> Tensor:
-    """The strategy's current state as points `(k, d)`: a GA's population, an ES's mean."""
-    pop = getattr(strategy, "population", None)
-    return pop if torch.is_tensor(pop) and pop.ndim == 2 else strategy.mean[None]
+def prefixed(prefix: str, sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {f"{prefix}.{k}": v for k, v in sd.items()}
 
 
-class HybridMixin:
-    """Methods of `LatentEvolution` (they use its attributes: cfg, strategy, space, ...)."""
+def unprefixed(prefix: str, sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    p = prefix + "."
+    return {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
 
-    def _screened_evaluation(self, space, x, record) -> tuple[Tensor, Tensor, Tensor]:
-        """Rank the pool by the fitness head; evaluate only the top fraction. Unevaluated
-        offspring are told a fitness worse than every evaluated one, in the head's order, so a
-        rank-based strategy sees a consistent ranking."""
-        P = x.shape[0]
-        k = max(1, math.ceil(self.cfg.surrogate.fraction * P))
-        z = x + space.anchor if isinstance(space, ResidualSpace) else x
-        with torch.no_grad():
-            pred = self.compressor.predict_fitness(z).reshape(-1).float()  # (P,)
-        order = torch.argsort(pred, stable=True)
-        top = order[:k]
-        f_top, g = self._evaluate(space, x[top])
-        rest = order[k:]
-        f_all = torch.empty(P, device=x.device)
-        f_all[top] = f_top
-        if len(rest):
-            worst = torch.nan_to_num(f_top, nan=0.0, posinf=0.0).max()
-            f_all[rest] = worst + 1.0 + (pred[rest] - pred[rest].min())
-        self.saved_evaluations += P - k
-        # agreement: fraction of concordant pairs between head and truth among the evaluated
-        dp = pred[top][:, None] - pred[top][None, :]
-        dt = f_top[:, None] - f_top[None, :]
-        mask = torch.triu(torch.ones(k, k, dtype=torch.bool, device=x.device), 1)
-        agree = float(((dp * dt)[mask] > 0).float().mean()) if k > 1 else float("nan")
-        record.update(surrogate_agreement=agree, saved_evaluations=self.saved_evaluations)
-        return f_all, f_top, g
 
-    def _warmup_step(self) -> None:
-        """The direct-space population of the warm-up phase: evolves alongside, feeds the
-        archive (and may find the best genome itself: its evaluations are real)."""
-        if self.warmup_strategy is None:
-            wcfg = self.cfg.finetune.warmup.strategy
-            self.warmup_strategy = make_strategy(
-                wcfg, self.n, self.device, self.cfg.seed + SEED_WARMUP
-            )
-            self.warmup_strategy.init(mean=self.best_genome)
-        xd = self.warmup_strategy.ask()
-        fd, gd = self._evaluate(self.direct_space, xd)
-        self.warmup_strategy.tell(fd)
-        self._record_best(fd, gd)
-        self.archive.add(gd, fd)
+def on_device(sd: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    # spaces keep the tensors they are given; checkpoints load on the CPU
+    return {k: v.to(device) for k, v in sd.items()}
 
-    # ------------------------------------------------------------------ switching / rebasing
-    def _stalled(self) -> bool:
-        w = self.cfg.switch.window
-        if self.generation - self.last_switch < w or len(self.history) < w:
+
+# ---------------------------------------------------------------------- moving a latent search
+def rebase_residual(space: ResidualSpace, strategy: Strategy, genome: Tensor) -> None:
+    """Make `genome` the residual base, keeping every candidate's latent point: the anchor moves
+    by delta, the strategy's mean by -delta."""
+    old_anchor = space.anchor
+    space.set_base(genome)
+    strategy.set_mean(strategy.mean + old_anchor - space.anchor)
+    strategy.reset_best()
+
+
+def maybe_rebase(
+    space: SearchSpace, strategy: Strategy, best_genome: Tensor, generation: int, every: int
+) -> bool:
+    """Residual search re-bases on the best genome every `every` generations (0: never), unless
+    it is the base already; returns whether it did."""
+    if not isinstance(space, ResidualSpace) or not every:
+        return False
+    if generation % every or torch.equal(best_genome, space.base):
+        return False
+    rebase_residual(space, strategy, best_genome)
+    return True
+
+
+def recentre(strategy: Strategy, space: SearchSpace, genome: Tensor) -> None:
+    """Continue a latent search from `genome`: residual re-bases on it exactly; latent mode
+    re-centres on its encoding."""
+    if isinstance(space, ResidualSpace):
+        rebase_residual(space, strategy, genome)
+        return
+    with torch.no_grad():
+        strategy.set_mean(space.from_genomes(genome[None])[0])
+    strategy.reset_best()
+
+
+# ---------------------------------------------------------------------- switching
+class Switcher:
+    """Which space searches, and when that changes. In latent/residual mode the run starts in
+    "latent"; a switch to "direct" hands the search to `strategy` over `space` (the whole
+    genome, or a `SubsetSpace` of `switch.tensors` around the best genome at the switch). In
+    direct mode the phase is "direct" for good and the run's own strategy searches."""
+
+    def __init__(
+        self,
+        cfg: SwitchConfig,
+        mode: str,
+        generations: int | None,
+        spec: Any,
+        device: torch.device,
+        seed: int,
+    ):
+        self.cfg = cfg
+        self.enabled = bool(cfg.enabled and mode != "direct")
+        self.device = device
+        self.seed = seed + SEED_DIRECT
+        n = cfg.final_direct_generations
+        # the generation from which the run stays in direct space (final refinement), if any
+        self.final_from = generations - n if n > 0 and generations is not None else None
+        self.space: SearchSpace = DirectSpace(spec.numel)
+        if cfg.tensors:
+            if mode == "direct":
+                raise ConfigError("switch.tensors: a direct-mode run never switches; drop it")
+            try:
+                index = subset_index(spec, cfg.tensors)
+            except ValueError as e:
+                raise ConfigError(f"switch.tensors: {e}") from None
+            self.space = SubsetSpace(spec.numel, index)
+        # created at the first switch to direct space, then kept (re-centred) for later ones
+        self.strategy: Strategy | None = None
+        self.phase = "direct" if mode == "direct" else "latent"
+        self.last_switch = 0  # generation of the latest switch: no new one within a window
+
+    def active(self, strategy: Strategy, space: SearchSpace) -> tuple[Strategy, SearchSpace]:
+        """The pair that searches now: the direct phase's own after a switch, else the run's."""
+        if self.phase == "direct" and self.strategy is not None:
+            return self.strategy, self.space
+        return strategy, space
+
+    def stalled(self, generation: int, history: list[dict[str, Any]], best: float) -> bool:
+        w = self.cfg.window
+        if generation - self.last_switch < w or len(history) < w:
             return False
-        old = self.history[-w]["best_fitness"]
-        return old - self.best_fitness < self.cfg.switch.tol
+        return history[-w]["best_fitness"] - best < self.cfg.tol
 
-    def _maybe_switch(self) -> None:
-        sw = self.cfg.switch
-        if not sw.enabled or self.cfg.mode == "direct":
-            return
-        final = (
-            sw.final_direct_generations > 0
-            and self.cfg.generations is not None
-            and self.generation >= self.cfg.generations - sw.final_direct_generations
-        )
-        if self.phase == "latent" and (final or self._stalled()):
+    def maybe_switch(
+        self,
+        generation: int,
+        history: list[dict[str, Any]],
+        best_genome: Tensor,
+        best_fitness: float,
+        evaluations: int,
+        latent: tuple[Strategy, SearchSpace],
+    ) -> dict[str, Any] | None:
+        """Switch if the rule says so (switching back re-centres the `latent` strategy and space
+        on the best genome); returns the "switch" event, or None."""
+        if not self.enabled:
+            return None
+        sw = self.cfg
+        final = self.final_from is not None and generation >= self.final_from
+        if self.phase == "latent" and (final or self.stalled(generation, history, best_fitness)):
             reason = (
                 "final direct refinement" if final else f"stall: < {sw.tol} in {sw.window} gens"
             )
-            space = self.switch_space
-            if isinstance(space, SubsetSpace):
-                space.set_base(self.best_genome)
-            mean = space.from_genomes(self.best_genome[None])[0]
-            if self.direct_strategy is None:
-                self.direct_strategy = make_strategy(
-                    sw.strategy, space.dim, self.device, self.cfg.seed + SEED_DIRECT
-                )
-                self.direct_strategy.init(mean=mean)
-            else:
-                self.direct_strategy.set_mean(mean)
-            self._switch("direct", reason)
-        elif self.phase == "direct" and sw.back and not final and self._stalled():
-            self._recentre_latent(self.best_genome)
-            self._switch("latent", f"direct stall: < {sw.tol} in {sw.window} gens")
-
-    def _switch(self, phase: str, reason: str) -> None:
-        self.events.append(
-            {"generation": self.generation, "event": "switch", "from": self.phase, "to": phase,
-             "reason": reason, "best_fitness": self.best_fitness, "evaluations": self.evaluations}
-        )  # fmt: skip
-        self.phase = phase
-        self.last_switch = self.generation
-
-    def _recentre_latent(self, genome: Tensor) -> None:
-        """Continue latent search from `genome`: residual re-bases on it exactly; latent mode
-        re-centres on its encoding."""
-        if isinstance(self.space, ResidualSpace):
-            old_anchor = self.space.anchor
-            self.space.set_base(genome)
-            self.strategy.set_mean(self.strategy.mean + old_anchor - self.space.anchor)
+            self._enter_direct(best_genome)
+            to = "direct"
+        elif (
+            self.phase == "direct"
+            and sw.back
+            and not final
+            and self.stalled(generation, history, best_fitness)
+        ):
+            recentre(*latent, best_genome)
+            to, reason = "latent", f"direct stall: < {sw.tol} in {sw.window} gens"
         else:
-            with torch.no_grad():
-                self.strategy.set_mean(self.space.from_genomes(genome[None])[0])
-        self.strategy.reset_best()
+            return None
+        event = {"generation": generation, "event": "switch", "from": self.phase, "to": to,
+                 "reason": reason, "best_fitness": best_fitness, "evaluations": evaluations}  # fmt: skip
+        self.phase, self.last_switch = to, generation
+        return event
 
-    def _maybe_rebase(self) -> None:
-        k = self.cfg.residual.rebase_every
-        if not isinstance(self.space, ResidualSpace) or self.phase != "latent" or not k:
-            return
-        if self.generation % k or torch.equal(self.best_genome, self.space.base):
-            return
-        # keep every candidate's latent point: anchor moves by delta, the strategy by -delta
-        old_anchor = self.space.anchor
-        self.space.set_base(self.best_genome)
-        self.strategy.set_mean(self.strategy.mean + old_anchor - self.space.anchor)
-        self.strategy.reset_best()
-        self.events.append(
-            {"generation": self.generation, "event": "rebase", "best_fitness": self.best_fitness}
-        )
-
-    # ------------------------------------------------------------------ online fine-tuning
-    def _finetune_and_reencode(self, record: dict[str, Any]) -> None:
-        ft, strat = self.cfg.finetune, self.strategy
-        with torch.no_grad():
-            points = strategy_points(strat)  # (k, d)
-            targets = self.space.to_genomes(points)  # phenotypes before the fine-tune
-            f_before = self._evaluate_genomes(targets)
-        stats = finetune(
-            self.compressor, self.task, self.archive, ft.steps, ft.lr, ft.batch_size, self.rng,
-            # fresh minibatches each round: a pure function of (generation, step)
-            batch_fn=lambda s: (
-                self.task.batch(self.generation * 1009 + s) if hasattr(self.task, "batch") else None
-            ),
-            fitness_weight=ft.fitness_weight, head_weight=ft.head_weight,
-        )  # fmt: skip
-        if isinstance(self.space, ResidualSpace):  # the anchor's decoding changed
-            self.space.set_base(self.space.base, self.space.anchor)
-        x_new, err = reencode(self.space, targets, ft.reencode_steps, ft.reencode_lr)
-        if "population" in strat.state_names and len(x_new) > 1:
-            strat.init(population=x_new)
+    def _enter_direct(self, best_genome: Tensor) -> None:
+        if isinstance(self.space, SubsetSpace):
+            self.space.set_base(best_genome)
+        mean = self.space.from_genomes(best_genome[None])[0]
+        if self.strategy is None:
+            self.strategy = make_strategy(self.cfg.strategy, self.space.dim, self.device, self.seed)
+            self.strategy.init(mean=mean)
         else:
-            strat.set_mean(x_new[0])
-        strat.reset_best()
-        with torch.no_grad():
-            f_after = self._evaluate_genomes(self.space.to_genomes(x_new))
-        self.evaluations += 2 * len(x_new)  # the drift check is real evaluations
-        drift = float((f_after - f_before).abs().mean())
-        event = {"generation": self.generation, "event": "finetune", **stats,
-                 "reencode_error": err, "fitness_drift": drift,
-                 "fitness_before": float(f_before.mean()), "fitness_after": float(f_after.mean())}  # fmt: skip
-        if self.warmup_active and stats["loss_after"] < ft.warmup.threshold:
-            self.warmup_active = False
-            event["warmup_ended"] = True
-        self.events.append(event)
-        record.update(finetune_loss=stats["loss_after"], reencode_error=err, fitness_drift=drift)
+            self.strategy.set_mean(mean)
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        t = prefixed("space", self.space.state_dict())
+        if self.strategy is not None:
+            t.update(prefixed("strategy", self.strategy.state_dict()))
+        return t, {"phase": self.phase, "last_switch": self.last_switch}
+
+    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.space.load_state_dict(on_device(unprefixed("space", tensors), self.device))
+        sd = unprefixed("strategy", tensors)
+        if sd:
+            self.strategy = make_strategy(self.cfg.strategy, self.space.dim, self.device, self.seed)
+            self.strategy.load_state_dict(sd)
+        self.phase, self.last_switch = meta["phase"], meta["last_switch"]
+
+
+# ---------------------------------------------------------------------- warm-up
+class Warmup:
+    """The direct-space population of the fine-tuning warm-up: it evolves alongside the latent
+    search and feeds the archive (its evaluations are real, so it may find the best genome)
+    until a fine-tune round fits the archive to `threshold`."""
+
+    def __init__(self, cfg: WarmupConfig, numel: int, device: torch.device, seed: int):
+        self.cfg = cfg
+        self.device = device
+        self.seed = seed + SEED_WARMUP
+        self.space = DirectSpace(numel)
+        self.strategy: Strategy | None = None  # created at its first generation, at the best
+        self.active = True
+
+    def step(self, best_genome: Tensor, evaluate: Evaluate) -> tuple[Tensor, Tensor]:
+        """One generation; returns its fitness `(P,)` and genomes `(P, n)`."""
+        if self.strategy is None:
+            self.strategy = make_strategy(self.cfg.strategy, self.space.dim, self.device, self.seed)
+            self.strategy.init(mean=best_genome)
+        x = self.strategy.ask()
+        f, g = evaluate(self.space, x)
+        self.strategy.tell(f)
+        return f, g
+
+    def end_if_fitted(self, loss: float) -> bool:
+        """End the warm-up once the compressor's archive loss is below the threshold; returns
+        whether it ended now."""
+        if self.active and loss < self.cfg.threshold:
+            self.active = False
+            return True
+        return False
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        t = {} if self.strategy is None else prefixed("strategy", self.strategy.state_dict())
+        return t, {"active": self.active}
+
+    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        sd = unprefixed("strategy", tensors)
+        if sd:
+            self.strategy = make_strategy(self.cfg.strategy, self.space.dim, self.device, self.seed)
+            self.strategy.load_state_dict(sd)
+        self.active = meta["active"]
+
+
+# ---------------------------------------------------------------------- surrogate screening
+def screen(
+    x: Tensor, space: SearchSpace, compressor: Any, fraction: float, evaluate: Evaluate
+) -> tuple[Tensor, Tensor, Tensor, int, float]:
+    """Rank the pool `x (P, d)` by the fitness head; evaluate only the top fraction. Unevaluated
+    offspring are told a fitness worse than every evaluated one, in the head's order, so a
+    rank-based strategy sees a consistent ranking.
+
+    Returns (fitness to tell `(P,)`, true fitness `(k,)`, genomes `(k, n)`, offspring not
+    evaluated, head/truth agreement: the fraction of concordant pairs among the evaluated)."""
+    P = x.shape[0]
+    k = max(1, math.ceil(fraction * P))
+    z = x + space.anchor if isinstance(space, ResidualSpace) else x
+    with torch.no_grad():
+        pred = compressor.predict_fitness(z).reshape(-1).float()  # (P,)
+    order = torch.argsort(pred, stable=True)
+    top = order[:k]
+    f_top, g = evaluate(space, x[top])
+    rest = order[k:]
+    f_all = torch.empty(P, device=x.device)
+    f_all[top] = f_top
+    if len(rest):
+        worst = torch.nan_to_num(f_top, nan=0.0, posinf=0.0).max()
+        f_all[rest] = worst + 1.0 + (pred[rest] - pred[rest].min())
+    dp = pred[top][:, None] - pred[top][None, :]
+    dt = f_top[:, None] - f_top[None, :]
+    mask = torch.triu(torch.ones(k, k, dtype=torch.bool, device=x.device), 1)
+    agree = float(((dp * dt)[mask] > 0).float().mean()) if k > 1 else float("nan")
+    return f_all, f_top, g, P - k, agree

@@ -15,9 +15,11 @@ when launched by torchrun -- never a per-individual Python loop. Modes:
              every `residual.rebase_every` generations, so the decoder never caps the result;
 * direct     no compressor: the strategy searches the flat genome (the baseline).
 
-Options (`EvolveConfig`): automatic switching to direct space when latent progress stalls,
-surrogate pre-screening by the fitness head, online fine-tuning with re-encoding, a direct
-warm-up phase feeding the fine-tuning archive.
+Options (`EvolveConfig`): automatic switching to direct space when latent progress stalls
+(`Switcher`), surrogate pre-screening by the fitness head (`screen`), a direct warm-up population
+feeding the fine-tuning archive (`Warmup`) -- all in `latent_evo.evolution.hybrid` -- and online
+fine-tuning with re-encoding (`latent_evo.evolution.finetune`). The run owns its parts and
+passes them what they need; `state_dict()` asks each part for its own state.
 """
 
 from __future__ import annotations
@@ -34,19 +36,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from latent_evo.evolution.checkpoint import CheckpointMixin
-from latent_evo.evolution.config import ConfigError, EvolveConfig
+from latent_evo.evolution.checkpoint import load_checkpoint, save_checkpoint
+from latent_evo.evolution.config import EvolveConfig
 from latent_evo.evolution.distributed import is_main, shard_map
-from latent_evo.evolution.finetune import Archive
-from latent_evo.evolution.hybrid import SEED_STRATEGY, HybridMixin, make_strategy
-from latent_evo.evolution.spaces import (
-    DirectSpace,
-    LatentSpace,
-    ResidualSpace,
-    SearchSpace,
-    SubsetSpace,
-    subset_index,
+from latent_evo.evolution.finetune import Archive, finetune_and_reencode
+from latent_evo.evolution.hybrid import (
+    SEED_STRATEGY,
+    Switcher,
+    Warmup,
+    make_strategy,
+    maybe_rebase,
+    on_device,
+    prefixed,
+    screen,
+    unprefixed,
 )
+from latent_evo.evolution.spaces import DirectSpace, LatentSpace, ResidualSpace, SearchSpace
 from latent_evo.strategies import Strategy
 from latent_evo.tasks.function import checked_fitness, genome_to_module, resolve_task
 
@@ -72,7 +77,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-class LatentEvolution(HybridMixin, CheckpointMixin):
+class LatentEvolution:
     """One evolution run. `strategy` is a registered name or a `Strategy` instance (whose `dim`
     must match the search space); `compressor` a `Compressor`, a path, or None (direct mode)."""
 
@@ -109,18 +114,11 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
         self.n = self.task.spec.numel
         self.compressor = self._load_compressor(compressor)
         self.space: SearchSpace = self._make_space()
-        self.direct_space = DirectSpace(self.n)  # the warm-up population's space
-        # the space of the direct phase after a switch: the whole genome or some of its tensors
-        self.switch_space: SearchSpace = self.direct_space
-        if cfg.switch.tensors:
-            if cfg.mode == "direct":
-                raise ConfigError("switch.tensors: a direct-mode run never switches; drop it")
-            try:
-                index = subset_index(self.task.spec, cfg.switch.tensors)
-            except ValueError as e:
-                raise ConfigError(f"switch.tensors: {e}") from None
-            self.switch_space = SubsetSpace(self.n, index)
         seed_ = cfg.seed
+        # the phase, and the direct phase's own strategy and space after a switch
+        self.switcher = Switcher(
+            cfg.switch, cfg.mode, cfg.generations, self.task.spec, self.device, seed_
+        )
         if isinstance(strategy, Strategy):
             if strategy.dim != self.space.dim:
                 raise ValueError(
@@ -131,8 +129,6 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
             self.strategy = make_strategy(
                 cfg.strategy, self.space.dim, self.device, seed_ + SEED_STRATEGY
             )
-        self.direct_strategy: Strategy | None = None  # created at the first switch
-        self.warmup_strategy: Strategy | None = None
         self.rng = torch.Generator().manual_seed(seed_)  # init draws, fine-tune minibatches
         torch.manual_seed(seed_)  # the compressor's training noise comes from the global RNG
         ft = cfg.finetune
@@ -141,8 +137,11 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
             if ft.enabled and self.compressor is not None
             else None
         )
-        self.warmup_active = bool(ft.enabled and ft.warmup.enabled and self.compressor is not None)
-        self.phase = "direct" if cfg.mode == "direct" else "latent"
+        self.warmup = (
+            Warmup(ft.warmup, self.n, self.device, seed_)
+            if self.archive is not None and ft.warmup.enabled
+            else None
+        )
         self.generation = 0
         self.evaluations = 0
         self.saved_evaluations = 0  # offspring the surrogate screened out
@@ -150,7 +149,6 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
         self.best_fitness = math.inf
         self.history: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
-        self.last_switch = 0
         self.initialized = False
         self._stop = False
 
@@ -177,10 +175,9 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
         return ResidualSpace(self.compressor, self.cfg.residual.alpha, chunk)
 
     @property
-    def active(self) -> tuple[Strategy, SearchSpace]:
-        if self.phase == "direct" and self.cfg.mode != "direct":
-            return self.direct_strategy, self.switch_space
-        return self.strategy, self.space
+    def phase(self) -> str:
+        """Which space searches now, "latent" or "direct" (see `Switcher`)."""
+        return self.switcher.phase
 
     # ------------------------------------------------------------------ evaluation
     def _batch(self) -> Any:
@@ -277,12 +274,21 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
         """One generation; returns (and appends to `history`) its record."""
         if not self.initialized:
             self.initialize()
-        self._maybe_switch()
-        strat, space = self.active
+        event = self.switcher.maybe_switch(
+            self.generation, self.history, self.best_genome, self.best_fitness,
+            self.evaluations, latent=(self.strategy, self.space),
+        )  # fmt: skip
+        if event is not None:
+            self.events.append(event)
+        strat, space = self.switcher.active(self.strategy, self.space)
         x = strat.ask()  # (P, d)
         record: dict[str, Any] = {}
         if self.cfg.surrogate.enabled and self.phase == "latent" and self.compressor is not None:
-            f_all, f_true, g = self._screened_evaluation(space, x, record)
+            f_all, f_true, g, saved, agree = screen(
+                x, space, self.compressor, self.cfg.surrogate.fraction, self._evaluate
+            )
+            self.saved_evaluations += saved
+            record.update(surrogate_agreement=agree, saved_evaluations=self.saved_evaluations)
         else:
             f_true, g = self._evaluate(space, x)
             f_all = f_true
@@ -290,12 +296,24 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
         self._record_best(f_true, g)
         if self.archive is not None:
             self.archive.add(g, f_true)
-        if self.warmup_active:
-            self._warmup_step()
+        if self.warmup is not None and self.warmup.active:
+            fd, gd = self.warmup.step(self.best_genome, self._evaluate)
+            self._record_best(fd, gd)
+            self.archive.add(gd, fd)
         self.generation += 1
-        self._maybe_rebase()
+        every = self.cfg.residual.rebase_every
+        if self.phase == "latent" and maybe_rebase(
+            self.space, self.strategy, self.best_genome, self.generation, every
+        ):
+            self.events.append(
+                {
+                    "generation": self.generation,
+                    "event": "rebase",
+                    "best_fitness": self.best_fitness,
+                }
+            )
         if self.archive is not None and self.generation % self.cfg.finetune.every == 0:
-            self._finetune_and_reencode(record)
+            self._finetune(record)
         record.update(
             generation=self.generation,
             evaluations=self.evaluations,
@@ -366,6 +384,86 @@ class LatentEvolution(HybridMixin, CheckpointMixin):
             events=list(self.events), evaluations=self.evaluations, generations=self.generation,
             test_metrics=test, interrupted=self._stop,
         )  # fmt: skip
+
+    # ------------------------------------------------------------------ fine-tuning
+    def _finetune(self, record: dict[str, Any]) -> None:
+        report, spent = finetune_and_reencode(
+            self.compressor, self.task, self.archive, self.space, self.strategy, self.cfg.finetune,
+            self.rng, self.generation, self._evaluate_genomes,
+        )  # fmt: skip
+        self.evaluations += spent  # the drift check is real evaluations
+        event = {"generation": self.generation, "event": "finetune", **report}
+        if self.warmup is not None and self.warmup.end_if_fitted(report["loss_after"]):
+            event["warmup_ended"] = True
+        self.events.append(event)
+        record.update(finetune_loss=report["loss_after"], reencode_error=report["reencode_error"],
+                      fitness_drift=report["fitness_drift"])  # fmt: skip
+
+    # ------------------------------------------------------------------ state, checkpoints
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """(tensors, JSON-able metadata): everything needed to continue bit-identically, each
+        part's state under its own prefix. The RNGs: the run's generator (init draws, fine-tune
+        minibatches) and torch's global one (the compressor's training noise)."""
+        t: dict[str, Tensor] = {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            t["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        t.update(prefixed("strategy", self.strategy.state_dict()))
+        t.update(prefixed("space", self.space.state_dict()))
+        switch_t, switch_meta = self.switcher.state_dict()
+        t.update(prefixed("switch", switch_t))
+        meta: dict[str, Any] = {"switch": switch_meta}
+        if self.warmup is not None:
+            warmup_t, meta["warmup"] = self.warmup.state_dict()
+            t.update(prefixed("warmup", warmup_t))
+        if self.archive is not None:  # fine-tuning: the archive and the compressor it changed
+            t.update(prefixed("archive", self.archive.state_dict()))
+            t.update(prefixed("compressor", self.compressor.state_dict()))
+        if self.best_genome is not None:
+            t["best_genome"] = self.best_genome
+        meta.update(
+            generation=self.generation, evaluations=self.evaluations,
+            saved_evaluations=self.saved_evaluations, best_fitness=self.best_fitness,
+            initialized=self.initialized, history=self.history, events=self.events,
+            config=self.cfg.to_dict(),
+        )  # fmt: skip
+        return t, meta
+
+    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """The inverse of `state_dict`, into a run built with the same config."""
+        dev = self.device
+        self.rng.set_state(tensors["rng"])
+        torch.set_rng_state(tensors["torch_rng"])
+        if "cuda_rng" in tensors and dev.type == "cuda":
+            torch.cuda.set_rng_state(tensors["cuda_rng"], dev)
+        self.strategy.load_state_dict(unprefixed("strategy", tensors))
+        self.space.load_state_dict(on_device(unprefixed("space", tensors), dev))
+        self.switcher.load_state_dict(unprefixed("switch", tensors), meta["switch"])
+        if self.warmup is not None:
+            self.warmup.load_state_dict(unprefixed("warmup", tensors), meta["warmup"])
+        if self.archive is not None:
+            self.archive.load_state_dict(unprefixed("archive", tensors))
+            self.compressor.load_state_dict(unprefixed("compressor", tensors))
+            self.compressor.eval()
+        self.best_genome = tensors["best_genome"].to(dev) if "best_genome" in tensors else None
+        self.generation, self.evaluations = meta["generation"], meta["evaluations"]
+        self.saved_evaluations, self.best_fitness = meta["saved_evaluations"], meta["best_fitness"]
+        self.initialized, self.history, self.events = (
+            meta["initialized"], meta["history"], meta["events"]
+        )  # fmt: skip
+
+    def save(self, root: str | Path) -> Path | None:
+        """Atomic checkpoint under `root/checkpoints/` (rank 0 only when distributed)."""
+        if not is_main():
+            return None
+        tensors, meta = self.state_dict()
+        return save_checkpoint(
+            Path(root) / "checkpoints", f"gen-{self.generation:06d}", tensors, meta
+        )
+
+    def load(self, root: str | Path) -> None:
+        path = Path(root) / "checkpoints"
+        tensors, meta = load_checkpoint(path if path.exists() else root)
+        self.load_state_dict(tensors, meta)
 
 
 def _progress_bar(run: LatentEvolution, generations: int | None, enabled: bool):
