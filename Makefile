@@ -39,6 +39,8 @@ compressor: $(STAMP)
 	$(VENV)/bin/latent-evo pretrain fit --config configs/pretrain/mnist1d-mlp-shared.yaml --name bundled-mnist1d-mlp
 	rm -rf $(BUNDLE)
 	$(VENV)/bin/latent-evo hub export runs/bundled-mnist1d-mlp $(BUNDLE) --repo-id latent-evo/mnist1d-mlp
+	# the memorisation reference the demo draws next to SGD
+	$(VENV)/bin/latent-evo zoo best zoos/mnist1d-mlp-shared $(BUNDLE)/best_zoo_network.safetensors
 
 bench: $(STAMP)
 	$(VENV)/bin/latent-evo bench speed

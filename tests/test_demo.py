@@ -12,13 +12,15 @@ def test_demo_writes_table_plot_and_json(tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    for method in ("latent CMA-ES + switch", "direct GA", "direct OpenAI-ES", "SGD (Adam"):
+    methods = ("latent CMA-ES + switch", "direct GA", "direct OpenAI-ES", "SGD (Adam", "best zoo")
+    for method in methods:
         assert method in printed
     results = json.loads((out / "results.json").read_text())
     assert {r["method"] for r in results["table"]} >= {"direct GA", "direct OpenAI-ES"}
     for name, run in results["methods"].items():
         assert run["evaluations"] >= 64, name
         assert 0.0 <= run["test"]["test_accuracy"] <= 1.0
+    assert 0.5 < results["best_zoo_network"]["test_accuracy"] <= 1.0  # the bundled reference
     assert (out / "accuracy.png").stat().st_size > 10_000
 
 

@@ -429,6 +429,25 @@ def test_cli_info(tiny_zoo, capsys, tmp_path):
     assert top_main(["zoo", "info", str(tiny_zoo)]) == 0
 
 
+def test_cli_best_saves_the_final_checkpoint_with_the_lowest_training_loss(tiny_zoo, tmp_path):
+    from safetensors import safe_open
+
+    ds = ZooDataset(tiny_zoo, "all")
+    final = ds.final_checkpoints()
+    # one index per model, each that model's last epoch
+    assert len(final) == len(set(ds.model_ids.tolist()))
+    for i in final.tolist():
+        assert ds.epochs[i] == ds.epochs[ds.model_ids == ds.model_ids[i]].max()
+    best = ds.best_checkpoint()
+    assert best in final.tolist() and ds.train_loss[best] == ds.train_loss[final].min()
+    out = tmp_path / "best.safetensors"
+    assert zoo_main(["best", str(tiny_zoo), str(out)]) == 0
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["model_id"] == str(int(ds.model_ids[best]))
+        genome = ds.spec.flatten({k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118
+    assert torch.equal(genome, ds.genomes([best])[0])
+
+
 def test_cli_fit_prior_fits_a_saved_compressor_to_the_zoo_codes(tiny_zoo, tmp_path, capsys):
     from latent_evo.compressor.attention import Compressor
     from latent_evo.compressor.tokenizer import Tokenizer

@@ -96,6 +96,7 @@ class ZooDataset(Dataset):
         }
         fit = torch.tensor(table.column("test_loss").to_numpy(), dtype=torch.float64)
         acc = torch.tensor(table.column("test_accuracy").to_numpy(), dtype=torch.float64)
+        train = torch.tensor(table.column("train_loss").to_numpy(), dtype=torch.float64)
 
         keep = torch.ones(table.num_rows, dtype=torch.bool)
         what = [f"split={split!r}"]
@@ -130,6 +131,7 @@ class ZooDataset(Dataset):
         self.rows = rows  # (k,) indices into the zoo's full metadata table
         self.fitness = fit[rows].float()  # (k,)
         self.accuracy = acc[rows].float()  # (k,)
+        self.train_loss = train[rows].float()  # (k,) what a search would see as fitness
         self.model_ids = cols["model_id"][rows]
         self.epochs = cols["epoch"][rows]
         self.cohorts = cols["cohort"][rows]
@@ -223,6 +225,14 @@ class ZooDataset(Dataset):
         for i in torch.argsort(self.epochs, stable=True).tolist():  # later epochs overwrite
             last[int(self.model_ids[i])] = i
         return torch.tensor(sorted(last.values()), dtype=torch.int64)
+
+    def best_checkpoint(self) -> int:
+        """Index of the final checkpoint with the lowest training loss: the "best zoo
+        checkpoint", the memorisation baseline every search result stands next to. Chosen by
+        training loss, not test loss, because a search only ever sees the training loss."""
+        final = self.final_checkpoints()
+        loss = torch.nan_to_num(self.train_loss[final], nan=float("inf"))  # (k,)
+        return int(final[int(torch.argmin(loss))])
 
     @torch.no_grad()
     def encode(self, compressor, batch_size: int = 256) -> torch.Tensor:

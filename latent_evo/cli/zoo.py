@@ -54,7 +54,34 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--split", default="train", help="zoo split whose codes to fit (train|all|...)")
     f.add_argument("--shrinkage", type=float, default=0.05, help="covariance shrinkage to diag")
     f.add_argument("--out", default=None, help="write the compressor here instead")
+    b = sub.add_parser(
+        "best", help="save the zoo's best final checkpoint (lowest training loss) as safetensors"
+    )
+    b.add_argument("zoo_dir")
+    b.add_argument("out", help="the network's state dict, e.g. best_zoo_network.safetensors")
     return p
+
+
+def save_best(zoo_dir: str, out: str) -> str:
+    """The memorisation baseline as a file: the best final checkpoint's state dict."""
+    from safetensors.torch import save_file
+
+    from latent_evo.zoo.dataset import ZooDataset
+
+    ds = ZooDataset(zoo_dir, "all")
+    i = ds.best_checkpoint()
+    sd = ds.spec.unflatten(ds.genomes([i])[0])
+    meta = {
+        "zoo": str(ds.card.get("name")), "task": ds.task_name, "model_id": str(int(ds.model_ids[i])),
+        "epoch": str(int(ds.epochs[i])), "train_loss": f"{float(ds.train_loss[i]):.6g}",
+        "test_accuracy": f"{float(ds.accuracy[i]):.6g}",
+    }  # fmt: skip
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous().clone() for k, v in sd.items()}, out, metadata=meta)
+    return (
+        f"wrote {out}: model {meta['model_id']} epoch {meta['epoch']} of {meta['zoo']} "
+        f"(train loss {meta['train_loss']}, test accuracy {meta['test_accuracy']})"
+    )
 
 
 def fit_prior(zoo_dir: str, compressor: str, split: str, shrinkage: float, out: str | None) -> str:
@@ -142,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_info(zoo_info(import_modelzoos(args.src, args.dst, args.task, args.shard_size)))
         elif args.cmd == "fit-prior":
             print(fit_prior(args.zoo_dir, args.compressor, args.split, args.shrinkage, args.out))
+        elif args.cmd == "best":
+            print(save_best(args.zoo_dir, args.out))
         elif args.cmd == "push":
             from latent_evo.zoo.hub import push_zoo
 
