@@ -127,7 +127,9 @@ def build(
     unknown = sorted(set(data) - set(fields))
     if unknown:
         key = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise _fail(error, where, f"unknown config key {key!r} ({section} accepts: {', '.join(fields)})")
+        raise _fail(
+            error, where, f"unknown config key {key!r} ({section} accepts: {', '.join(fields)})"
+        )
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
