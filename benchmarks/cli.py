@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                     + ",".join(TRANSFER_QUICK))  # fmt: skip
     ss.add_argument("--task", default=None, help="override the settings' task (e.g. smoke tests)")
     ss.add_argument("--compressor", default=None, help="default: bundled, else runs/bench-default")
-    ss.add_argument("--zoo", default=str(ROOT / "zoos" / "mnist1d-mlp"))
+    ss.add_argument("--zoo", default=str(ROOT / "zoos" / "mnist1d-mlp-shared"),
+                    help="the compressor's zoo, for the memorisation baselines (default: the bundle's)")  # fmt: skip
     ss.add_argument("--sgd-steps", type=int, default=1500)
     ss.add_argument("--thresholds", default="0.2,0.25,0.3,0.4,0.5,0.6")
     ss.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.budget = 3000
                 if "--methods" not in argv:  # plain latent CMA-ES: only with --methods
                     args.methods = ",".join(m for m in ALL_METHODS if m != "latent-cma")
+                    args.methods_defaulted = True  # zoo methods are skipped without a zoo
                 if "--transfer-methods" not in argv:
                     args.transfer_methods = ",".join(TRANSFER_QUICK)
             run_search(args, argv[1:])

@@ -78,6 +78,8 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
 
 BASELINES = ("sgd", "zoo-best", "zoo-best-noise", "zoo-avg-top", "prior-best-of-n")
 ALL_METHODS = (*evolve_methods(), *BASELINES, *EXTERNAL)
+# methods that read the zoo (memorisation baselines, zoo warm start)
+ZOO_METHODS = ("latent-cma-zoo-switch", "zoo-best", "zoo-best-noise", "zoo-avg-top")
 TRANSFER_QUICK = ("latent-cma-switch", "direct-openai-es", "sgd", "zoo-best")
 LABELS = {
     "latent-cma": "latent CMA-ES",
@@ -322,6 +324,16 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     comp_path = find_compressor(args.compressor)
     comp = load_compressor(comp_path).eval()
     zoo = Path(args.zoo)
+    uses_zoo = [m for m in methods if m in ZOO_METHODS]
+    if uses_zoo and not (zoo / "zoo.json").is_file():
+        hint = (
+            f"the zoo {zoo} (for {', '.join(uses_zoo)}) does not exist; make it with `latent-evo "
+            "zoo generate --config configs/zoo/mnist1d-mlp-shared.yaml` (the bundle's zoo) or pass --zoo"
+        )
+        if not getattr(args, "methods_defaulted", False):
+            raise FileNotFoundError(hint)
+        print(f"note: {hint}; running without those methods", flush=True)
+        methods = [m for m in methods if m not in ZOO_METHODS]
     thresholds = [float(t) for t in args.thresholds.split(",")]
     results: dict[str, Any] = {
         "provenance": prov, "compressor": str(comp_path), "latent_size": comp.latent_size,
