@@ -24,11 +24,17 @@ TASK = "mnist1d-mlp"
 
 
 def _methods(budget: int, popsize: int) -> dict[str, dict[str, Any]]:
-    """Each method's `evolve` options. Step sizes were chosen on MNIST-1D and are kept fixed."""
+    """Each method's `evolve` options. Step sizes were chosen on MNIST-1D and are kept fixed.
+
+    The latent phase stalls after ~1,500 evaluations (near the zoo's best networks); a direct
+    phase over the whole genome then never improved the best in 8,500 evaluations (3 seeds),
+    while one over the output layer alone keeps lowering the training loss to the last
+    generation (0.51 vs 0.57 at 10,000 evaluations; test accuracy 0.613 vs 0.612)."""
     switch = {
         "enabled": True,
         "window": 8,
         "tol": 2e-3,
+        "tensors": ["layers.2.*"],  # the output layer of the 40-100-100-10 MLP
         "strategy": {
             "name": "openai_es",
             "popsize": popsize,
@@ -36,7 +42,7 @@ def _methods(budget: int, popsize: int) -> dict[str, dict[str, Any]]:
         },
     }
     return {
-        "latent CMA-ES + switch": dict(
+        "latent CMA-ES + switch (output layer)": dict(
             mode="latent", strategy="cma_es", popsize=popsize, strategy_hparams={"sigma_init": 0.5},
             init={"kind": "prior"}, switch=switch,
         ),
