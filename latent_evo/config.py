@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union
 
-__all__ = ["build", "check_value"]
+__all__ = ["build", "check_value", "read_yaml"]
 
 
 def _fail(error: type[Exception], where: str, msg: str) -> Exception:
@@ -146,3 +147,21 @@ def build(
         key = f"{path}.{missing[0]}" if path else missing[0]
         raise _fail(error, where, f"missing required key {key!r}")
     return cls(**kwargs)
+
+
+def read_yaml(path: str | Path, error: type[Exception] = ValueError, what: str = "config") -> Any:
+    """A YAML file's contents (`{}` when empty); a missing file or bad syntax raises `error`
+    naming the file and, for syntax errors, the line and column."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise error(f"{what} file {str(path)!r} is not valid YAML{at}: {problem}") from None
+    return {} if data is None else data

@@ -33,25 +33,22 @@ class NonFiniteLossError(RuntimeError):
 
 
 def compressor_class(model_type: str) -> type:
-    """'attention' | 'mlp' | a dotted class path -> the compressor class."""
-    path = MODEL_TYPES.get(model_type, model_type)
-    module, _, name = path.rpartition(".")
-    if not module:
+    """'attention' | 'mlp' -> the compressor class. A name from this registry, never an import
+    path: a config file must not be able to import arbitrary modules."""
+    if model_type not in MODEL_TYPES:
         raise ValueError(
-            f"model.model_type must be one of {sorted(MODEL_TYPES)} or a dotted class path, got {model_type!r}"
+            f"model.model_type must be one of {sorted(MODEL_TYPES)}, got {model_type!r}"
         )
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"model.model_type {model_type!r}: cannot import {path} ({e})") from e
+    module, _, name = MODEL_TYPES[model_type].rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 class CompressorModule(L.LightningModule):
     """Pretrains a genome compressor with the combined loss.
 
     Args:
-        model_type: 'attention' (the self-attention `Compressor`), 'mlp' (the `MLPAutoencoder`
-            baseline) or a dotted class path with the same API.
+        model_type: 'attention' (the self-attention `Compressor`) or 'mlp' (the
+            `MLPAutoencoder` baseline).
         compressor: overrides of the compressor's config (e.g. `{latent_tokens: 8, latent_dim: 16}`).
         chunk_size: values per token (tokenizer); ignored with `init_from`.
         init_from: a saved compressor directory to start from (fine-tuning on a new zoo); its
@@ -91,6 +88,7 @@ class CompressorModule(L.LightningModule):
         seed: int = 0,
     ):
         super().__init__()
+        compressor_class(model_type)  # refuse an unknown model_type before any file is written
         self.save_hyperparameters()
         self.compressor: torch.nn.Module | None = None
         self.tasks: list = []

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from latent_evo.config import build
+from latent_evo.config import build, read_yaml
 
 
 class ZooConfigError(ValueError):
@@ -130,6 +129,12 @@ class ZooConfig:
             isinstance(h.epochs, list) and not all(isinstance(e, int) for e in h.epochs)
         ):
             raise bad(f"'hparams.epochs' must be integers >= 1, got {h.epochs}")
+        hi_ep = int(h.epochs[1] if isinstance(h.epochs, list) else h.epochs)
+        if eps[-1] > hi_ep:
+            raise bad(
+                f"'checkpoint_epochs' asks for epoch {eps[-1]}, but no model trains more than "
+                f"{hi_ep} epochs ('hparams.epochs': {h.epochs}); those checkpoints would be missing"
+            )
         if not 0.0 < h.data_fraction <= 1.0:
             raise bad(f"'hparams.data_fraction' must be in (0, 1], got {h.data_fraction}")
         return self
@@ -161,13 +166,8 @@ def config_from_dict(data: dict, where: str = "zoo config") -> ZooConfig:
 
 def load_config(path: str | Path) -> ZooConfig:
     path = Path(path)
-    if not path.is_file():
-        raise ZooConfigError(f"zoo config {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ZooConfigError(f"zoo config {str(path)!r} is not valid YAML: {e}") from e
-    cfg = config_from_dict(data or {}, where=f"zoo config {str(path)!r}")
+    data = read_yaml(path, ZooConfigError, "zoo config")
+    cfg = config_from_dict(data, where=f"zoo config {str(path)!r}")
     if cfg.name is None:
         cfg.name = path.stem
     return cfg

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from latent_evo.config import read_yaml
 from latent_evo.evolution.config import ConfigError, EvolveConfig, apply_override
 
 CONFIG_FILE = "config.yaml"
@@ -79,9 +80,7 @@ def load_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> E
     raw: dict[str, Any] = {}
     if args.config:
         path = Path(args.config)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path, ConfigError, "evolve config")
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     for k, v in overrides:
@@ -163,19 +162,22 @@ def _run(cfg: EvolveConfig, run_dir: Path, resume: bool, progress: bool) -> int:
     from latent_evo.evolution.distributed import init_from_env, is_main
     from latent_evo.evolution.loop import LatentEvolution, resolve_device
     from latent_evo.evolution.plots import plot_history, summary_table
+    from latent_evo.tasks.function import NonFiniteFitnessError
 
     device = resolve_device(cfg.device)
     init_from_env(device)
     main_rank = is_main()
+    try:  # built before anything is written: a bad task/strategy/compressor leaves no run dir
+        run = LatentEvolution(cfg.task.name, None, None, cfg, [], device)
+    except (ValueError, FileNotFoundError) as e:  # no traceback, the message names the culprit
+        print(f"latent-evo evolve: error: {e}", file=sys.stderr)
+        return 2
     if main_rank:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     logger = RunLogger(run_dir) if main_rank else None
-    try:
-        run = LatentEvolution(cfg.task.name, None, None, cfg, [logger] if logger else [], device)
-    except (ValueError, FileNotFoundError) as e:  # bad task/strategy/compressor: no traceback
-        print(f"latent-evo evolve: error: {e}", file=sys.stderr)
-        return 2
+    if logger is not None:
+        run.callbacks.append(logger)
     if resume and (run_dir / "checkpoints").exists():
         run.load(run_dir)
         if main_rank:
@@ -183,7 +185,11 @@ def _run(cfg: EvolveConfig, run_dir: Path, resume: bool, progress: bool) -> int:
                 f"resumed {run_dir} at generation {run.generation} ({run.evaluations} evaluations)"
             )
     t0 = time.time()
-    result = run.run(checkpoint_dir=run_dir, progress=progress)
+    try:
+        result = run.run(checkpoint_dir=run_dir, progress=progress)
+    except NonFiniteFitnessError as e:  # the checkpoints written so far stay resumable
+        print(f"latent-evo evolve: error: {e}", file=sys.stderr)
+        return 3
     if not main_rank:
         return 0
     logger.write_csv(result.history)

@@ -150,6 +150,16 @@ class EvolveConfig:
             raise ConfigError(f"mode: must be auto, latent, residual or direct, got {self.mode!r}")
         if self.generations is None and self.evaluations is None:
             raise ConfigError("generations / evaluations: give at least one budget")
+        for key in ("generations", "evaluations"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key}: a budget must be >= 1, got {value}")
+        for key, sc in (("strategy", self.strategy), ("switch.strategy", self.switch.strategy),
+                        ("finetune.warmup.strategy", self.finetune.warmup.strategy)):  # fmt: skip
+            if sc.popsize < 2:
+                raise ConfigError(
+                    f"{key}.popsize: a population needs >= 2 members, got {sc.popsize}"
+                )
         if self.fitness_batch not in ("fixed", "step"):
             raise ConfigError(f"fitness_batch: must be fixed or step, got {self.fitness_batch!r}")
         if not 0 < self.surrogate.fraction <= 1:

@@ -53,7 +53,14 @@ from latent_evo.evolution.hybrid import (
 )
 from latent_evo.evolution.spaces import DirectSpace, LatentSpace, ResidualSpace, SearchSpace
 from latent_evo.strategies import Strategy
-from latent_evo.tasks.function import checked_fitness, genome_to_module, resolve_task
+from latent_evo.strategies.shaping import sanitize_fitness
+from latent_evo.tasks.function import (
+    NonFiniteFitnessError,
+    checked_fitness,
+    explain_non_finite,
+    genome_to_module,
+    resolve_task,
+)
 
 Callback = Callable[["LatentEvolution", dict[str, Any]], None]
 
@@ -201,10 +208,16 @@ class LatentEvolution:
 
         f, g = shard_map(fn, x)
         self.evaluations += x.shape[0]
+        if not bool(torch.isfinite(f).any()):
+            source = "the decoder" if self.phase == "latent" else "the search strategy"
+            raise NonFiniteFitnessError(
+                explain_non_finite(self.task, f, g, self.generation, source)
+            )
         return f, g
 
     def _record_best(self, f: Tensor, g: Tensor) -> None:
-        i = int(torch.argmin(torch.nan_to_num(f, nan=math.inf)))
+        f = sanitize_fitness(f)  # NaN and +-inf rank as the worst, never as the best
+        i = int(torch.argmin(f))
         if float(f[i]) < self.best_fitness:
             self.best_fitness = float(f[i])
             self.best_genome = g[i].clone()
@@ -377,6 +390,10 @@ class LatentEvolution:
         return self.result()
 
     def result(self) -> EvolveResult:
+        if self.best_genome is None:  # stopped before the first generation was evaluated
+            raise NonFiniteFitnessError(
+                f"no genome was evaluated to a finite fitness in {self.generation} generations"
+            )
         test = self.task.evaluate(self.best_genome) if hasattr(self.task, "evaluate") else {}
         return EvolveResult(
             best_genome=self.best_genome, best_fitness=self.best_fitness,
@@ -491,16 +508,17 @@ def evolve(
 ) -> EvolveResult:
     """Run an evolution and return its `EvolveResult`. `options` are `EvolveConfig` fields
     (`mode="residual"`, `switch={"enabled": True}`, `strategy_hparams={...}`, ...)."""
-    cfg = config if isinstance(config, EvolveConfig) else EvolveConfig.from_dict(dict(config or {}))
-    hp = options.pop("strategy_hparams", None)
-    popsize = options.pop("popsize", None)
-    if options:
-        cfg = EvolveConfig.from_dict({**cfg.to_dict(), **options})
-    if hp is not None:
-        cfg.strategy.hparams = dict(hp)
-    if popsize is not None:
-        cfg.strategy.popsize = int(popsize)
+    d = config.to_dict() if isinstance(config, EvolveConfig) else dict(config or {})
+    hp, popsize = options.pop("strategy_hparams", None), options.pop("popsize", None)
+    d.update(options)
+    if hp is not None or popsize is not None:
+        d["strategy"] = dict(d.get("strategy") or {})
+        if hp is not None:
+            d["strategy"]["hparams"] = dict(hp)
+        if popsize is not None:
+            d["strategy"]["popsize"] = popsize
     if generations is not None or evaluations is not None:
-        cfg.generations, cfg.evaluations = generations, evaluations
+        d["generations"], d["evaluations"] = generations, evaluations
+    cfg = EvolveConfig.from_dict(d)  # one typed build: a wrong value names its key
     run = LatentEvolution(task, compressor, strategy, cfg, callbacks, device, seed, fitness_fn)
     return run.run(progress=progress)

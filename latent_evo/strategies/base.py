@@ -29,6 +29,13 @@ from .shaping import sanitize_fitness
 __all__ = ["Strategy"]
 
 
+# step sizes and scales of every strategy: zero or negative values make no sense
+POSITIVE_HPARAMS = frozenset(
+    {"sigma_init", "sigma", "mutation_sigma", "iso_sigma", "line_sigma", "lr", "lr_mean",
+     "lr_sigma", "init_scale"}
+)  # fmt: skip
+
+
 class Strategy:
     """Base class of all ask/tell strategies. Fitness is **minimised**.
 
@@ -83,7 +90,19 @@ class Strategy:
         self._initialized = False
         for k in self.state_names:
             setattr(self, k, None)
+        self._check_numbers()
         self._check_hparams()
+
+    def _check_numbers(self) -> None:
+        """Numeric options must be numbers, and step sizes positive: a wrong value would
+        otherwise surface as a torch error deep inside the first `ask`, or silently run."""
+        for key, default in self.default_hparams.items():
+            value = self.hp[key]
+            numeric = isinstance(default, int | float) and not isinstance(default, bool)
+            if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"{self.name}: {key} must be a number, got {value!r}")
+            if key in POSITIVE_HPARAMS and value is not None and not value > 0:
+                raise ValueError(f"{self.name}: {key} must be > 0, got {value!r}")
 
     # ---------------------------------------------------------------- hooks for subclasses
     def _check_hparams(self) -> None:

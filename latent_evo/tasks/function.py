@@ -29,6 +29,25 @@ class FitnessShapeError(ValueError):
     """A fitness function returned something other than one finite-or-not number per genome."""
 
 
+class NonFiniteFitnessError(RuntimeError):
+    """A whole generation evaluated to NaN / inf; the message names the tensor or the function."""
+
+
+def explain_non_finite(task: Any, f: Tensor, genomes: Tensor, generation: int, source: str) -> str:
+    """Why a whole generation's fitness `f (P,)` is non-finite: non-finite weights in
+    `genomes (P, n)` (made by `source`, e.g. the decoder), or the fitness function itself."""
+    what = "NaN" if bool(torch.isnan(f).all()) else "non-finite (NaN or +-inf)"
+    head = f"generation {generation}: all {len(f)} fitness values are {what}"
+    tail = "The run stops here; the checkpoints written so far are kept."
+    params = task.spec.unflatten(genomes)  # {name: (P, *shape)}
+    bad = [name for name, v in params.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        return f"{head}: tensor {bad[0]!r}{more} holds non-finite weights, from {source}. {tail}"
+    name = getattr(task, "name", "user")
+    return f"{head} on finite weights: the fitness function of task {name!r} is at fault. {tail}"
+
+
 class FunctionTask:
     """A task from a user's `nn.Module` and fitness function (see the module docstring)."""
 
