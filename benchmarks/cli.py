@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-decode-params", type=float, default=math.inf,
                     help="skip decode specs larger than this")  # fmt: skip
     sp.add_argument("--device", default="auto")
+    sp.add_argument("--compressor", default=None,
+                    help="time this saved compressor's decoder on the tasks whose genome it fits "
+                    "(default: an untrained one of the default config; cost ignores the weights)")  # fmt: skip
     sp.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     sp.add_argument("--out", default=str(DEFAULT_OUT), help="folder for speed.md / speed.json")
     sp.add_argument("--suffix", default="", help="file name suffix (speed<suffix>.md)")

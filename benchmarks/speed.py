@@ -58,7 +58,13 @@ def _sync(device: torch.device) -> Callable[[], None]:
 
 
 def speed_throughput(
-    task_name: str, pops: list[int], repeats: int, device: torch.device, rows: list, write
+    task_name: str,
+    pops: list[int],
+    repeats: int,
+    device: torch.device,
+    rows: list,
+    write,
+    compressor: str | None = None,
 ) -> None:
     from latent_evo.compressor.attention import Compressor
     from latent_evo.compressor.tokenizer import Tokenizer
@@ -71,7 +77,15 @@ def speed_throughput(
     x, y = task.sample_batch(gen, bs)
     batch = (x.to(device), y.to(device))
     torch.manual_seed(0)
-    comp = Compressor.from_tokenizer(Tokenizer(task.spec, 64)).to(device).eval()
+    comp = Compressor.from_tokenizer(Tokenizer(task.spec, 64))
+    if compressor is not None:
+        from latent_evo.compressor.hub import load_compressor
+
+        saved = load_compressor(compressor)
+        if saved.spec == task.spec:
+            comp = saved
+    comp = comp.to(device).eval()
+    label = compressor if comp.spec == task.spec and compressor is not None else "untrained default"
     model = copy.deepcopy(task.model).to(device).eval()
     sync = _sync(device)
     for P in pops:
@@ -108,6 +122,7 @@ def speed_throughput(
                 "direct_gps": P / t_dir,
                 "loop_gps": P / t_loop,
                 "device": str(device),
+                "compressor": f"{label} ({type(comp).__name__})",
             }
         )
         print(rows[-1], flush=True)
@@ -176,17 +191,18 @@ def speed_report(prov: dict, thr_rows: list, dec_rows: list) -> str:
         "*direct* = `Task.fitness_genomes` on the flat genomes; *loop* = one `nn.Module`, "
         "`load_state_dict` + forward per genome (the per-module Python loop). The compressor is "
         "the default `CompressorConfig` at chunk 64 with untrained weights (cost does not depend "
-        "on them).",
+        "on them), unless the row's compressor column names a saved one (`--compressor`).",
         "",
         "| task | params | P | latent genomes/s | (decode only) | direct vmapped genomes/s "
-        "| per-module loop genomes/s | direct / loop | latent / direct |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| per-module loop genomes/s | direct / loop | latent / direct | compressor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in thr_rows:
         lines.append(
             f"| {r['task']} | {r['params']:,} | {r['P']} | {r['latent_gps']:,.0f} | "
             f"{r['decode_gps']:,.0f} | {r['direct_gps']:,.0f} | {r['loop_gps']:,.0f} | "
-            f"{r['direct_gps'] / r['loop_gps']:.2f}x | {r['latent_gps'] / r['direct_gps']:.2f}x |"
+            f"{r['direct_gps'] / r['loop_gps']:.2f}x | {r['latent_gps'] / r['direct_gps']:.2f}x | "
+            f"{r.get('compressor', 'untrained default')} |"
         )
     lines += [
         "",
@@ -244,7 +260,9 @@ def run_speed(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         )
     if "throughput" in args.parts:
         for t in tasks:
-            speed_throughput(t, pops, args.repeats, device, thr, write)
+            speed_throughput(
+                t, pops, args.repeats, device, thr, write, getattr(args, "compressor", None)
+            )
     if "decode" in args.parts:
         speed_decode(args.quick, args.repeats, device, dec, write, args.max_decode_params)
     write()
