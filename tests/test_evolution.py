@@ -222,12 +222,27 @@ def test_surrogate_prescreening_counts_savings(task, compressor):
 def test_online_finetune_changes_compressor_and_reencoding_keeps_fitness(task, compressor):
     c = _fresh(compressor)
     before = {k: v.clone() for k, v in c.state_dict().items()}
-    res = evolve(task, c, "ga", generations=4, popsize=8, seed=0, eval_every=0,
-                 strategy_hparams={"mutation_sigma": 0.3},
-                 finetune={"enabled": True, "every": 2, "steps": 5, "lr": 1e-3,
-                           "batch_size": 16, "reencode_steps": 30})  # fmt: skip
-    changed = any(not torch.equal(before[k], v) for k, v in c.state_dict().items())
-    assert changed
+    ft = {"enabled": True, "every": 2, "steps": 5, "lr": 1e-3, "batch_size": 16,
+          "reencode_steps": 30}  # fmt: skip
+    run = LatentEvolution(task, c, "ga", {"generations": 4, "seed": 0, "eval_every": 0,
+                          "strategy": {"popsize": 8, "hparams": {"mutation_sigma": 0.3}},
+                          "finetune": ft})  # fmt: skip
+    res = run.run()
+    # the run fine-tunes its own copy; the caller's compressor is untouched
+    assert all(torch.equal(before[k], v) for k, v in c.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in run.compressor.state_dict().items())
+    evolve(
+        task,
+        c,
+        "ga",
+        generations=4,
+        popsize=8,
+        seed=0,
+        eval_every=0,
+        strategy_hparams={"mutation_sigma": 0.3},
+        finetune={**ft, "in_place": True},
+    )
+    assert any(not torch.equal(before[k], v) for k, v in c.state_dict().items())  # asked for
     fts = [e for e in res.events if e["event"] == "finetune"]
     assert len(fts) == 2
     for e in fts:

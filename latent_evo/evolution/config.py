@@ -116,6 +116,8 @@ class FinetuneConfig:
     fitness_weight: float = 1.0
     head_weight: float = 0.1
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    #: fine-tune the very compressor object passed in (default: a copy, the caller's is kept)
+    in_place: bool = False
 
 
 @dataclass

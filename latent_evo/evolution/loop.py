@@ -168,6 +168,8 @@ class LatentEvolution:
             from latent_evo.compressor.hub import load_compressor
 
             compressor = load_compressor(compressor)
+        elif self.cfg.finetune.enabled and not self.cfg.finetune.in_place:
+            compressor = copy.deepcopy(compressor)  # fine-tuning must not change the caller's
         if hasattr(compressor, "check_spec"):
             compressor.check_spec(self.task.spec)  # a clear error naming the mismatch
         compressor.to(self.device).eval()
