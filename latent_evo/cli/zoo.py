@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             from latent_evo.zoo.hub import pull_zoo
 
             print(pull_zoo(args.repo_id, args.dst, revision=args.revision))
-    except (ZooError, ZooConfigError) as e:
+    except (ZooError, ZooConfigError, ValueError) as e:  # bad zoo, config, task or value
         print(f"latent-evo zoo {args.cmd}: error: {e}", file=sys.stderr)
         return 1
     return 0

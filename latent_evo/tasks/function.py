@@ -9,16 +9,20 @@ Minimum a user writes to evolve their own network (no registered task)::
     result = latent_evo.evolve(task=model, fitness_fn=fitness, strategy="ga", generations=50)
 
 `fitness` is vmapped over the population; pass `batched=True` to `FunctionTask` for a function
-that takes `{name: (P, *shape)}` and returns `(P,)` itself.
+that takes `{name: (P, *shape)}` and returns `(P,)` itself, and `test_data=(x, y)` for test loss
+and accuracy (or bits per token with `kind="lm"`) of the best network:
+`latent_evo.evolve(task=FunctionTask(model, fitness, test_data=(x_test, y_test)), ...)`.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
@@ -58,8 +62,14 @@ class FunctionTask:
         batched: bool = False,
         name: str = "user",
         chunk_size: int | None = None,
+        test_data: tuple[Tensor, Tensor] | None = None,
+        kind: str = "classification",
     ):
+        if kind not in ("classification", "lm"):
+            raise ValueError(f"FunctionTask kind must be 'classification' or 'lm', got {kind!r}")
         self.name = name
+        self.kind = kind
+        self.test_data = test_data
         self.model = model.eval()
         self.spec = GenomeSpec.from_module(model)
         self.fitness_fn = fitness_fn
@@ -107,8 +117,22 @@ class FunctionTask:
         return torch.stack(out).to(self.device)
 
     def evaluate(self, genome: Tensor) -> dict[str, float]:
+        """The training fitness, and with `test_data` the test metrics of a built-in task:
+        loss and accuracy (classification, logits `(N, C)`) or loss and bits per token
+        (language model, logits `(N, T, V)`)."""
         with torch.no_grad():
-            return {"fitness": float(self.fitness_genomes(genome[None])[0])}
+            out = {"fitness": float(self.fitness_genomes(genome[None])[0])}
+            if self.test_data is None:
+                return out
+            x, y = (t.to(self.device) for t in self.test_data)
+            logits = torch.func.functional_call(self.model, self.spec.unflatten(genome), (x,))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+            out["test_loss"] = float(loss)
+            if self.kind == "classification":
+                out["test_accuracy"] = float((logits.argmax(-1) == y).float().mean())
+            else:
+                out["test_bits_per_token"] = float(loss) / math.log(2)
+            return out
 
 
 def resolve_task(task: Any, fitness_fn: Callable | None, overrides: dict[str, Any]) -> Any:

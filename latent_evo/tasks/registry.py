@@ -26,7 +26,9 @@ _TASK_ARGS = [p for p in inspect.signature(Task.__init__).parameters if p not in
 @dataclass(frozen=True)
 class TaskEntry:
     dataset: str  # mnist1d | digits | text | mnist | cifar10 | cifar100
-    family: str  # a `latent_evo.models.build_model` family
+    # a `latent_evo.models.build_model` family name, or your own factory `(**model) -> nn.Module`
+    # (classification: it receives `num_classes=` unless `model` sets it)
+    family: str | Callable[..., torch.nn.Module]
     model: dict[str, Any]
     task: dict[str, Any] = field(default_factory=dict)  # Task defaults
     data: dict[str, Any] = field(default_factory=dict)  # loader defaults
@@ -117,12 +119,14 @@ def load_dataset(dataset: str, **kwargs) -> D.ClassificationData | D.TextData:
     return _DATA_MEMO[key]
 
 
-def _model_args(family: str) -> list[str]:
+def _model_args(family: str | Callable[..., torch.nn.Module]) -> list[str]:
     """Keyword arguments `build_model(family, ...)` accepts (GPT-2: `GPT2Config` fields)."""
     from dataclasses import fields
 
     from latent_evo.models import MODEL_FAMILIES, GPT2Config
 
+    if callable(family):  # a user's factory: whatever its signature names
+        return list(inspect.signature(family).parameters)
     if family == "gpt2":
         return ["preset", *(f.name for f in fields(GPT2Config))]
     return ["preset", *inspect.signature(MODEL_FAMILIES[family]).parameters]
@@ -139,10 +143,29 @@ def text_windows(ids: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.T
     return x, y
 
 
+ENTRY_POINT_GROUP = "latent_evo.tasks"
+
+
+def _load_entry_points() -> None:
+    """Tasks that installed packages declare under the `latent_evo.tasks` entry-point group:
+    `name = "pkg.module:factory_or_TaskEntry"`. Loaded only when a name is not known yet."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in TASKS:
+            TASKS[ep.name] = ep.load()
+
+
 def get_task(name: str, **overrides) -> Task:
     """Build a registered task; `overrides` as described in this module's docstring."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks are: {', '.join(list_tasks())}")
+        _load_entry_points()
+    if name not in TASKS:
+        raise ValueError(
+            f"unknown task {name!r}; valid tasks are: {', '.join(list_tasks())}. A task of your "
+            "own: `register_task` in a module given to `latent-evo --import MODULE_OR_FILE`, or "
+            f"an entry point in the {ENTRY_POINT_GROUP!r} group"
+        )
     entry = TASKS[name]
     if not isinstance(entry, TaskEntry):
         return entry(**overrides)
@@ -173,10 +196,14 @@ def get_task(name: str, **overrides) -> Task:
             "classification",
         )
         key = "out_features" if entry.family == "mlp" else "num_classes"
-        model_kwargs.setdefault(key, data.num_classes)
+        if not callable(entry.family) or key in model_args:
+            model_kwargs.setdefault(key, data.num_classes)
     from latent_evo.models import build_model
 
-    model_fn = functools.partial(build_model, entry.family, **model_kwargs)
+    if callable(entry.family):
+        model_fn = functools.partial(entry.family, **model_kwargs)
+    else:
+        model_fn = functools.partial(build_model, entry.family, **model_kwargs)
     task = Task(name, model_fn, train, test, kind=kind, **{**entry.task, **overrides})
     n_ctx = getattr(getattr(task.model, "config", None), "n_ctx", None)
     if n_ctx is not None and seq_len > n_ctx:
