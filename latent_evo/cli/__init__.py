@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def import_user_code(target: str) -> None:
     """Import `target`: a dotted module name, or a path to a .py file (imported by its path,
-    so it need not be on sys.path). Raises ImportError naming the target."""
+    so it need not be importable by name). Raises ImportError naming the target."""
     import importlib.util
     from pathlib import Path
 
