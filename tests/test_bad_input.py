@@ -134,3 +134,39 @@ def test_model_type_is_a_registry_name_not_an_import_path():
 
     with pytest.raises(ValueError, match=r"model_type must be one of \['attention', 'mlp'\]"):
         CompressorModule(model_type="os.system")
+
+
+def _flip_bytes(path, offset_from_end: int = 64, n: int = 16) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - offset_from_end, len(data) - offset_from_end + n):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupted_zoo_shard_is_named(tmp_path):
+    from zoo_helpers import write_zoo
+
+    from latent_evo.tasks import get_task
+    from latent_evo.zoo.dataset import ZooDataset
+    from latent_evo.zoo.format import ZooError
+
+    task = get_task("mnist1d-mlp-tiny")
+    root = write_zoo(tmp_path / "zoo", "mnist1d-mlp-tiny", task.spec,
+                     task.init_genomes(4, torch.Generator().manual_seed(0)))  # fmt: skip
+    ZooDataset(root, "all")  # intact: opens
+    shard = next((root / "shards").glob("*.safetensors"))
+    _flip_bytes(shard)  # the data region: the header still parses, the values are garbage
+    with pytest.raises(ZooError, match=rf"{shard.name}: content hash mismatch"):
+        ZooDataset(root, "all")
+
+
+def test_corrupted_checkpoint_is_named(tmp_path):
+    from latent_evo.evolution.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    tensors = {"a": torch.arange(64, dtype=torch.float32)}
+    path = save_checkpoint(tmp_path, "gen-000001", tensors, {"generation": 1})
+    t, meta = load_checkpoint(tmp_path)
+    assert torch.equal(t["a"], tensors["a"]) and meta == {"generation": 1}
+    _flip_bytes(path / "state.safetensors")
+    with pytest.raises(CheckpointError, match=r"state\.safetensors: content hash mismatch"):
+        load_checkpoint(tmp_path)

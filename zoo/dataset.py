@@ -162,7 +162,8 @@ class ZooDataset(Dataset):
 
     def _slice(self, shard: str):
         if shard not in self._handles:
-            handle, n_rows = open_shard(self.root, shard, self.spec)
+            sha = self.card.get("sha256", {}).get(shard)
+            handle, n_rows = open_shard(self.root, shard, self.spec, sha)
             self._handles[shard] = (handle, handle.get_slice(GENOMES_KEY), n_rows)
         _, sl, n_rows = self._handles[shard]
         return sl, n_rows

@@ -29,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from latent_evo.genome import GenomeSpec
+from latent_evo.integrity import sha256_file, verify
 
 FORMAT_VERSION = 1
 CARD = "zoo.json"
@@ -189,7 +190,9 @@ class ZooWriter:
             str(self.root / STATS),
             metadata={"tensors": json.dumps(names)},
         )
+        shards = sorted(set(table.column("shard").to_pylist()))
         self.card.update(
+            sha256={sh: sha256_file(self.root / sh) for sh in shards},  # checked when read
             complete=True,
             num_models=len(set(table.column("model_id").to_pylist())),
             num_checkpoints=table.num_rows,
@@ -217,11 +220,13 @@ def read_metadata(root: str | Path) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def open_shard(root: Path, shard: str, spec: GenomeSpec):
-    """A `safe_open` handle on one shard, checked: readable, holds "genomes" of width `spec.numel`."""
+def open_shard(root: Path, shard: str, spec: GenomeSpec, sha256: str | None = None):
+    """A `safe_open` handle on one shard, checked: readable, holds "genomes" of width
+    `spec.numel`, and (when the card records one) has the content hash written with it."""
     path = root / shard
     if not path.is_file():
         raise ZooError(f"shard {str(path)!r} does not exist")
+    verify(path, sha256, ZooError)
     try:
         handle = safe_open(str(path), framework="pt")
         keys = list(handle.keys())

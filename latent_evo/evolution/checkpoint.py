@@ -24,9 +24,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from latent_evo.integrity import sha256_file, verify
+
 TENSORS = "state.safetensors"
 META = "state.json"
 LATEST = "latest"
+HASH_KEY = "tensors_sha256"  # in state.json: sha256 of state.safetensors
 
 
 class CheckpointError(RuntimeError):
@@ -63,8 +66,8 @@ def save_checkpoint(
     # safetensors wants contiguous CPU tensors that do not share memory
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     save_file(flat, str(tmp / TENSORS))
-    with open(tmp / META, "w") as f:
-        json.dump(meta, f)
+    with open(tmp / META, "w") as f:  # the tensors' content hash travels in the JSON sidecar
+        json.dump({**meta, HASH_KEY: sha256_file(tmp / TENSORS)}, f)
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(tmp)
@@ -105,8 +108,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         if not (path / f).exists():
             raise CheckpointError(f"no checkpoint at {path}: {f} is missing")
     try:
-        tensors = load_file(str(path / TENSORS))
         meta = json.loads((path / META).read_text())
+        verify(path / TENSORS, meta.pop(HASH_KEY, None), CheckpointError)
+        tensors = load_file(str(path / TENSORS))
     except Exception as e:  # corrupted file: name it instead of a deep stack trace
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
     return tensors, meta
