@@ -226,7 +226,6 @@ def open_shard(root: Path, shard: str, spec: GenomeSpec, sha256: str | None = No
     path = root / shard
     if not path.is_file():
         raise ZooError(f"shard {str(path)!r} does not exist")
-    verify(path, sha256, ZooError)
     try:
         handle = safe_open(str(path), framework="pt")
         keys = list(handle.keys())
@@ -240,6 +239,7 @@ def open_shard(root: Path, shard: str, spec: GenomeSpec, sha256: str | None = No
             f"shard {str(path)!r} holds genomes of shape {tuple(shape)}, but the zoo's genome spec "
             f"has length {spec.numel}"
         )
+    verify(path, sha256, ZooError)  # after the header checks, whose messages say more
     return handle, int(shape[0])
 
 
