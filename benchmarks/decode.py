@@ -81,12 +81,14 @@ def measure(comp, P: int, repeats: int, block_size=None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, skip GPT-2")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
     spec = mnist1d_spec()
-    tok = Tokenizer(spec, 64)
+    # tokens = rows (chunk 256 >= the longest row), as in configs/pretrain/mnist1d-mlp-wide-attention
+    tok = Tokenizer(spec, 256)
     comp = Compressor.from_tokenizer(tok)
     base = MLPAutoencoder.from_tokenizer(tok)
     for P in (64, 256):
@@ -95,7 +97,9 @@ def main() -> None:
             rows.append((name, f"MLP 40-256-256-10 ({spec.numel:,})", P, m))
     if not args.quick:
         g = gpt2_spec()
-        big = Compressor(CompressorConfig(genome_spec=g.to_dict()))  # one tokenizer: GBs of indices
+        # one tokenizer: GBs of indices. No per-token bank: at 2M tokens it would hold 2B weights
+        # (per-position capacity at this scale is the low-rank mode's job)
+        big = Compressor(CompressorConfig(genome_spec=g.to_dict(), token_bank=False))
         m = measure(big, 1, 1, block_size=65536)
         rows.append(("Compressor (streamed, block 65,536)", f"GPT-2 124M ({g.numel:,})", 1, m))
 
@@ -104,9 +108,11 @@ def main() -> None:
         "",
         f"Machine: {platform.processor() or platform.machine()}, 2-core CPU "
         f"(torch threads={torch.get_num_threads()}), no GPU; torch {torch.__version__}, Python {platform.python_version()}.",
-        f"Command: `.venv/bin/python -m latent_evo.benchmarks.decode{' --quick' if args.quick else ''}`. "
-        "Default `CompressorConfig` (d_model=128, K=16 latents x 8 = s 128, decoder_heads=4, "
-        "decoder_layers=1, chunk 64); weights untrained (cost does not depend on them).",
+        f"Command: `.venv/bin/python -m latent_evo.benchmarks.decode{' --quick' if args.quick else ''}"
+        f" --threads {args.threads}`. "
+        "Default `CompressorConfig` (K=16 latents x 8 = s 128, d_model=64, decoder_dim=32, "
+        "decoder_heads=2, one windowed token block, bank of 16 directions per token; MNIST-1D: "
+        "chunk 256 = one token per row); weights untrained (cost does not depend on them).",
         "",
         "FLOPs/param: matrix products counted by torch's FlopCounterMode (SDPA is uncounted on "
         "CPU; elementwise work is not counted). Peak memory: Python-side allocations (`tracemalloc`; "

@@ -89,6 +89,32 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class AttentionPool(nn.Module):
+    """K learned queries pool a population's token features with attention weights that depend
+    on the token *keys* only (metadata: the same for every genome): where to read is learned per
+    architecture, what is read is the genome. The values have no bias, so the pooled vectors
+    carry the genome's content alone; a LayerNorm sets their scale. A Perceiver read-in that
+    mixes metadata into its values averages one genome's residual over T tokens away (its codes
+    then barely differ between genomes and the decoder gets no signal to learn from)."""
+
+    def __init__(self, d_model: int, n_heads: int, n_queries: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.queries = nn.Parameter(0.02 * torch.randn(n_queries, d_model))  # (K, D)
+        self.to_q, self.to_k = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+        self.to_v = nn.Linear(d_model, d_model, bias=False)
+        self.ln = nn.LayerNorm(d_model)
+
+    def forward(self, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        # keys (T, D) per token, the same for every genome; values (P, T, D) -> (P, K, D)
+        q = rearrange(self.to_q(self.queries), "k (h e) -> h k e", h=self.n_heads)  # (H, K, E)
+        k = rearrange(self.to_k(keys), "t (h e) -> h t e", h=self.n_heads)  # (H, T, E)
+        a = (q @ k.transpose(1, 2) * q.shape[-1] ** -0.5).softmax(-1)  # (H, K, T)
+        v = rearrange(self.to_v(values), "p t (h e) -> p h t e", h=self.n_heads)  # (P, H, T, E)
+        pooled = torch.einsum("hkt,phte->phke", a, v)  # (P, H, K, E)
+        return self.ln(rearrange(pooled, "p h k e -> p k (h e)"))  # (P, K, D)
+
+
 class CrossBlock(nn.Module):
     """Pre-norm cross-attention block: queries x attend to a context (Perceiver read-in)."""
 

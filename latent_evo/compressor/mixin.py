@@ -14,7 +14,9 @@ from huggingface_hub.errors import EntryNotFoundError
 
 #: bumped when a saved config can no longer be read by older code
 #: 2: `prior_mean` / `prior_chol` buffers (the fitted prior of `sample`)
-FORMAT_VERSION = 2
+#: 3: the attention `Compressor`'s residual decoder (per-token bank, base genome); attention
+#:    compressors of formats 1-2 refuse to load with a clear error, MLP autoencoders still load
+FORMAT_VERSION = 3
 #: buffers added in format 2: a format-1 file without them keeps the module's defaults
 OPTIONAL_KEYS = frozenset({"prior_mean", "prior_chol"})
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"

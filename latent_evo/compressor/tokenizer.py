@@ -172,6 +172,9 @@ class Tokenizer:
             shape_features=shape_feats[tensor_index].float(),  # (T, F)
         )
         self._set_stats(torch.zeros(len(spec)), torch.ones(len(spec)))
+        # (n,) per-value mean of the genomes `fit_normalization` saw (None until then): the base
+        # genome a residual decoder starts from (`Compressor.from_tokenizer`)
+        self.mean_genome: torch.Tensor | None = None
 
     # ---- device and statistics ------------------------------------------------------------------
     @property
@@ -185,6 +188,8 @@ class Tokenizer:
         self.mask = self.mask.to(device)
         self.meta = self.meta.to(device)
         self._set_stats(self.mean.to(device), self.std.to(device))
+        if self.mean_genome is not None:
+            self.mean_genome = self.mean_genome.to(device)
         return self
 
     def _set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -219,6 +224,7 @@ class Tokenizer:
         count = torch.zeros((), dtype=torch.float64)  # genomes seen so far
         mean = torch.zeros(nt, dtype=torch.float64)
         m2 = torch.zeros(nt, dtype=torch.float64)  # sum of squared deviations
+        total = torch.zeros(self.spec.numel, dtype=torch.float64)  # per-value sum -> mean genome
         for batch in genomes:
             self.spec.check_genome(batch, what="genome batch")
             b = batch.reshape(-1, self.spec.numel)  # (B, n) on its own device
@@ -240,8 +246,10 @@ class Tokenizer:
             mean = mean + delta * nb / tot
             m2 = m2 + bm2 + delta**2 * na * nb / tot
             count = count + b.shape[0]
+            total += b.double().sum(0).cpu()
         if count == 0:
             raise TokenizerError("fit_normalization got no genomes")
+        self.mean_genome = (total / count).float().to(self.device)  # (n,)
         std = (m2 / (count * numels).clamp(min=1)).sqrt()
         std = torch.where(std < eps, torch.ones_like(std), std)
         self._set_stats(mean.float(), std.float())
