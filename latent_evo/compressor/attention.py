@@ -20,6 +20,7 @@ NOTE: no `from __future__ import annotations` here: PyTorchModelHubMixin inspect
 `__init__(config: CompressorConfig)` to rebuild the dataclass config on `from_pretrained`.
 """
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -194,9 +195,7 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
     @classmethod
     def _check_config_file(cls, path: Path) -> None:
         super()._check_config_file(path)
-        import json
-
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text())  # readable: the check above would have raised
         cfg = data.get("config", data)
         version = cfg.get("format_version", 1)
         if version < RESIDUAL_DECODER_FORMAT:
