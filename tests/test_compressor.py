@@ -463,3 +463,20 @@ def test_attention_compressor_of_an_older_format_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "format_version": 2}))
     with pytest.raises(CompressorFormatError, match="format 2.*Pretrain it again"):
         Compressor.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("family", list(MODELS))
+@pytest.mark.parametrize("chunk_size", [8, 64])
+def test_fast_raw_decode_equals_detokenized_tokens(family, chunk_size):
+    """`decode_genomes` mixes banks straight into raw slots; it must equal the generic path."""
+    from latent_evo.compressor.base import GenomeAutoencoder
+
+    comp, _ = _compressor(MODELS[family], chunk_size=chunk_size)
+    comp.eval()
+    with torch.no_grad():  # a trained-looking bank: the zero-init head would hide mistakes
+        for p in comp.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        z = comp.sample(5, torch.Generator().manual_seed(0))
+        generic = GenomeAutoencoder.decode_genomes(comp, z)
+        for block in (None, 3):
+            torch.testing.assert_close(comp.decode_genomes(z, block), generic, rtol=1e-5, atol=1e-6)

@@ -307,9 +307,9 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
         v = rearrange(self.to_v(lat), "p k (h e) -> p h k e", h=cfg.decoder_heads)  # (P, H, K, E)
         return k, torch.einsum("phke,hed->phkd", v, self.w_o)  # (P, H, K, d)
 
-    def _decode_windows(self, kv, w_lo: int, w_hi: int, cached) -> torch.Tensor:
-        """Normalised tokens (P, hi - lo, C) of the windows [w_lo, w_hi), i.e. of the contiguous
-        token run [lo, hi) they cover; padding slots of the chunks are 0."""
+    def _window_coefficients(self, kv, w_lo: int, w_hi: int, cached) -> torch.Tensor:
+        """The head's output (P, T_b, M) for the tokens of the windows [w_lo, w_hi): each
+        token's mixing coefficients of its bank (without a bank: its C values)."""
         k, vo = kv
         lay, W = self._layout, self._layout.window
         P = k.shape[0]
@@ -327,8 +327,13 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
         for blk in self.token_blocks:
             h = blk(h, key_mask)  # (P*N, W, d)
         y = self.out(self.ln_out(h))  # (P*N, W, M) coefficients, or (P*N, W, C) without a bank
-        y = rearrange(y, "(p n) w m -> p (n w) m", p=P)[:, valid.reshape(-1)]  # (P, T_b, M|C)
-        lo, hi = lay.token_range(w_lo, w_hi)
+        return rearrange(y, "(p n) w m -> p (n w) m", p=P)[:, valid.reshape(-1)]  # (P, T_b, M|C)
+
+    def _decode_windows(self, kv, w_lo: int, w_hi: int, cached) -> torch.Tensor:
+        """Normalised tokens (P, hi - lo, C) of the windows [w_lo, w_hi), i.e. of the contiguous
+        token run [lo, hi) they cover; padding slots of the chunks are 0."""
+        y = self._window_coefficients(kv, w_lo, w_hi, cached)  # (P, T_b, M|C)
+        lo, hi = self._layout.token_range(w_lo, w_hi)
         if self.bank is not None:  # mix this token's M output directions
             y = torch.bmm(y.transpose(0, 1), self.bank[lo:hi]).transpose(0, 1)  # (P, T_b, C)
         x = self.base[lo:hi] + y  # (P, T_b, C) the residual around the base genome
@@ -369,6 +374,59 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
             lo, hi = self._layout.token_range(w_lo, w_hi)
             out[:, lo:hi] = self._decode_windows(kv, w_lo, w_hi, cached)  # (P, T_b, C)
         return out
+
+    def _raw_segments(self) -> list[tuple[int, int, int, int, int]] | None:
+        """Runs of tokens (lo, hi, L, genome offset, tensor) whose real values are the first L
+        slots of each token and sit back to back in the genome: the fast path of
+        `decode_genomes` writes a run with one batched matmul. None when some token's values
+        are not a prefix of its slots (then the generic path decodes)."""
+        if getattr(self, "_segments", None) is not None:
+            return self._segments
+        mask = self.tokenizer.mask.cpu()  # (T, C)
+        lengths = mask.sum(1)  # (T,)
+        if not torch.equal(mask, torch.arange(mask.shape[1])[None] < lengths[:, None]):
+            return None
+        tensor = self.tokenizer.meta.tensor_index.cpu()  # (T,)
+        segs, g, t = [], 0, 0
+        T = len(lengths)
+        while t < T:
+            u = t
+            while u < T and lengths[u] == lengths[t] and tensor[u] == tensor[t]:
+                u += 1
+            segs.append((t, u, int(lengths[t]), g, int(tensor[t])))
+            g += (u - t) * int(lengths[t])
+            t = u
+        self._segments = segs
+        return segs
+
+    def decode_genomes(self, z: torch.Tensor, block_size: int | None = None) -> torch.Tensor:
+        """(P, s) codes -> (P, n) raw genomes in the spec's dtype, equal (to float rounding) to
+        `detokenize(decode(z))`. Each token's bank is mixed straight into its real slots, in raw
+        units (base and bank denormalised per tensor), so the padded (P, T, C) grid of
+        normalised tokens -- most of the decode time for rows shorter than C -- is never built."""
+        segs = self._raw_segments() if self.bank is not None else None
+        if segs is None or self._positive_tokens.numel():  # constrained tensors: generic path
+            return super().decode_genomes(z, block_size)
+        z = self._check_z(z)
+        self._follow_device()
+        kv = self._latent_kv(z)
+        cached = self._cached_features()
+        tok, P = self.tokenizer, z.shape[0]
+        out = z.new_empty(P, self.spec.numel)  # (P, n)
+        for w_lo, w_hi in self._window_blocks(0, self._layout.num_windows, block_size):
+            lo, hi = self._layout.token_range(w_lo, w_hi)
+            y = self._window_coefficients(kv, w_lo, w_hi, cached).transpose(0, 1)  # (T_b, P, M)
+            for s_lo, s_hi, L, g, i in segs:
+                a, b = max(s_lo, lo), min(s_hi, hi)  # the run's part inside this block
+                if a >= b:
+                    continue
+                g += (a - s_lo) * L  # genome offset of token a
+                base = torch.addcmul(tok.mean[i], self.base[a:b, None, :L], tok.std[i])  # (t, 1, L)
+                mix = torch.baddbmm(
+                    base, y[a - lo : b - lo], self.bank[a:b, :, :L], alpha=float(tok.std[i])
+                )  # (t, P, L): raw values = mean + std * (base + coefficients @ bank)
+                out[:, g : g + (b - a) * L].view(P, b - a, L).copy_(mix.transpose(0, 1))
+        return out.to(self.spec.dtype)
 
     def decode_tensors(
         self, z: torch.Tensor, names: Iterable[str], block_size: int | None = None
