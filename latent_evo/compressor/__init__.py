@@ -4,7 +4,8 @@ decoder (a hypernetwork) from `z` back to every weight of the network.
     tokenizer.py   genome <-> normalised tokens (P, T, C), one tensor per token run, metadata
     layers.py      attention blocks (full / windowed SDPA), cross-attention, Fourier features
     base.py        what every compressor shares: norm buffers, genome API, prior, fitness head
-    attention.py   `Compressor`: the self-attention autoencoder
+    attention.py   `Compressor`: the self-attention autoencoder (encoder, decoder assembly)
+    decoder.py     the decoder's pieces: window layout, token blocks, positive-tensor decoding
     mlp.py         `MLPAutoencoder`: a flat MLP over the whole genome (small networks only)
     losses.py      the combined pretraining / fine-tuning loss
     mixin.py       safetensors-only save/load through the Hugging Face Hub mixin
