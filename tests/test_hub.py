@@ -173,3 +173,40 @@ def test_export_copies_newest_version_with_card(compressor_dir, tmp_path):
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in dest.iterdir()}
     assert "marker | 7" in (dest / "README.md").read_text()
     _same_outputs(Compressor.from_pretrained(dest), Compressor.from_pretrained(compressor_dir))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("num_latents", "16", r"config\.json: num_latents: expected int, got '16'"),
+        ("beta", "high", r"config\.json: beta: expected float, got 'high'"),
+        ("chunk_size", 0, r"config\.json: .*chunk_size must be >= 1"),
+    ],
+)
+def test_config_values_of_the_wrong_type_name_key_and_file(
+    compressor_dir, tmp_path, key, value, message
+):
+    bad = tmp_path / "bad"
+    shutil.copytree(compressor_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg.get("config", cfg)[key] = value
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CompressorFormatError, match=message):
+        hub.load_compressor(bad)
+
+
+def test_non_finite_weights_are_refused_unless_allowed(compressor_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    nan = tmp_path / "nan"
+    shutil.copytree(compressor_dir, nan)
+    state = load_file(str(nan / "model.safetensors"))
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 4)
+    state[name].view(-1)[:3] = float("nan")
+    save_file(state, str(nan / "model.safetensors"))
+    with pytest.raises(
+        CompressorFormatError, match=rf"model\.safetensors: tensor '{name}' holds NaN"
+    ):
+        Compressor.from_pretrained(nan)
+    comp = Compressor.from_pretrained(nan, allow_non_finite=True)
+    assert torch.isnan(comp.state_dict()[name]).any()

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
@@ -72,6 +73,15 @@ class SafeHubMixin(PyTorchModelHubMixin):
             raise CompressorFormatError(
                 f"{path}: unknown config key(s) {unknown} for {cls.__name__}"
             )
+        if known:  # every value of the right type, named by its key (`num_latents: "16"`)
+            from latent_evo.config import build
+
+            try:
+                build(cls.config_class, cfg, CompressorFormatError, str(path))
+            except CompressorFormatError:
+                raise
+            except (TypeError, ValueError) as e:  # the config's own range checks
+                raise CompressorFormatError(f"{path}: {e}") from None
 
     @classmethod
     def _from_pretrained(
@@ -105,6 +115,18 @@ class SafeHubMixin(PyTorchModelHubMixin):
             raise CompressorFormatError(
                 f"{weights}: corrupt or truncated safetensors file ({e})"
             ) from e
+        allow_non_finite = bool(model_kwargs.pop("allow_non_finite", False))
+        non_finite = [
+            k
+            for k, v in state.items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
+        if non_finite and not allow_non_finite:
+            raise CompressorFormatError(
+                f"{weights}: tensor {non_finite[0]!r} holds NaN or inf"
+                f"{f' (and {len(non_finite) - 1} more)' if len(non_finite) > 1 else ''}: the file is "
+                "corrupt or was saved from a diverged run (allow_non_finite=True loads it anyway)"
+            )
         model = cls(**model_kwargs)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k not in OPTIONAL_KEYS]
