@@ -108,6 +108,8 @@ class ZooDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.max_norm_genomes = max_norm_genomes
         self.splits: dict[str, list] = {}
+        for z in self.zoos:  # a missing, empty or corrupt zoo is refused before any run dir exists
+            open_zoo(z, "all", self.filters)
         self._tasks: list | None = None
 
     # ---- zoos ---------------------------------------------------------------------------------
@@ -149,9 +151,18 @@ class ZooDataModule(L.LightningDataModule):
         dss = self.split("train")
         per = max(1, self.max_norm_genomes // len(dss))
         out = []
-        for ds in dss:
+        for z, ds in zip(self.zoos, dss, strict=True):
             idx = torch.linspace(0, len(ds) - 1, min(per, len(ds))).round().long().unique()
-            out.append(ds.genomes(idx).float())
+            g = ds.genomes(idx).float()  # (k, n)
+            bad = (~torch.isfinite(g).all(1)).nonzero().squeeze(1)
+            if len(bad):  # the data, not the optimiser, would be the culprit of a NaN loss
+                i = int(idx[bad[0]])
+                raise ValueError(
+                    f"the zoo data holds NaN or inf: zoo {z!r}, model {int(ds.model_ids[i])} "
+                    f"epoch {int(ds.epochs[i])} (and {len(bad) - 1} more of the {len(idx)} genomes "
+                    "read to fit the normalisation); regenerate or filter the zoo"
+                )
+            out.append(g)
         return torch.cat(out)
 
     # ---- Lightning hooks ----------------------------------------------------------------------

@@ -179,6 +179,16 @@ class CompressorModule(L.LightningModule):
         if self.trainer.strategy.reduce_boolean_decision(bad, all=False):  # any process -> all stop
             ckpt = self.trainer.checkpoint_callback
             last = (ckpt.last_model_path or ckpt.best_model_path) if ckpt else ""
+            g = batch["genome"]  # (B, n): the data, not the optimiser, may be the culprit
+            rows = (~torch.isfinite(g).all(1)).nonzero().squeeze(1).tolist()
+            if rows:
+                i = rows[0]
+                raise NonFiniteLossError(
+                    f"the zoo data holds NaN or inf: {len(rows)} genome(s) of this batch, e.g. "
+                    f"model {int(batch['model_id'][i])} epoch {int(batch['epoch'][i])} of zoo "
+                    f"{self.trainer.datamodule.zoos[int(batch['task_id'][i])]!r}; the run is "
+                    f"stopped. Last good checkpoint: {last or 'none saved yet'}."
+                )
             raise NonFiniteLossError(
                 f"non-finite training loss ({float(loss):.4g}) at global step {self.global_step}, "
                 f"epoch {self.current_epoch}; the run is stopped. Last good checkpoint: "

@@ -170,3 +170,43 @@ def test_corrupted_checkpoint_is_named(tmp_path):
     _flip_bytes(path / "state.safetensors")
     with pytest.raises(CheckpointError, match=r"state\.safetensors: content hash mismatch"):
         load_checkpoint(tmp_path)
+
+
+def _pretrain(argv, tmp_path):
+    pytest.importorskip("lightning")
+    from pathlib import Path
+
+    from latent_evo.cli.pretrain import main
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "tiny.yaml"
+    return main(["fit", "--config", str(tiny), "--trainer.enable_progress_bar", "false",
+                 "--trainer.default_root_dir", str(tmp_path / "runs"), *argv])  # fmt: skip
+
+
+def test_pretrain_on_an_empty_zoo_names_it_and_writes_nothing(tmp_path, capsys):
+    import json
+
+    (tmp_path / "empty").mkdir()
+    assert _pretrain(["--data.zoos", json.dumps([str(tmp_path / "empty")])], tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "empty" in err and "zoo.json" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_pretrain_on_nan_zoo_data_blames_the_data(tmp_path, capsys):
+    import json
+
+    from zoo_helpers import write_zoo
+
+    from latent_evo.tasks import get_task
+
+    task = get_task("mnist1d-mlp-tiny")
+    g = task.init_genomes(8, torch.Generator().manual_seed(0))
+    g[:, :5] = float("nan")
+    zoo = write_zoo(tmp_path / "nanzoo", "mnist1d-mlp-tiny", task.spec, g, epochs_per_model=2)
+    assert (
+        _pretrain(["--data.zoos", json.dumps([str(zoo)]), "--trainer.max_steps", "2"], tmp_path)
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "the zoo data holds NaN" in err and "nanzoo" in err and "lower model.lr" not in err

@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from latent_evo.pretrain.data import ZooDataModule, ZooMismatchError
 from latent_evo.pretrain.module import CompressorModule, NonFiniteLossError
+from latent_evo.zoo.format import ZooError
 
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except SystemExit as e:  # --help, argument errors
         return int(e.code or 0) if isinstance(e.code, int) else 2
-    except (NonFiniteLossError, ZooMismatchError, FileNotFoundError) as e:
+    except (NonFiniteLossError, ZooMismatchError, FileNotFoundError, ZooError, ValueError) as e:
         print(f"latent-evo pretrain: error: {e}", file=sys.stderr)
         return 1
     return 0
