@@ -204,9 +204,30 @@ def test_non_finite_weights_are_refused_unless_allowed(compressor_dir, tmp_path)
     name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 4)
     state[name].view(-1)[:3] = float("nan")
     save_file(state, str(nan / "model.safetensors"))
+    # saved from a diverged run: the checksum matches, the values are NaN
+    from latent_evo.integrity import sha256_file
+
+    sums = {"model.safetensors": sha256_file(nan / "model.safetensors")}
+    (nan / "checksums.json").write_text(json.dumps(sums))
     with pytest.raises(
         CompressorFormatError, match=rf"model\.safetensors: tensor '{name}' holds NaN"
     ):
         Compressor.from_pretrained(nan)
     comp = Compressor.from_pretrained(nan, allow_non_finite=True)
     assert torch.isnan(comp.state_dict()[name]).any()
+
+
+def test_weights_changed_after_saving_fail_their_checksum(compressor_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    assert (compressor_dir / "checksums.json").is_file()
+    edited = tmp_path / "edited"
+    shutil.copytree(compressor_dir, edited)
+    state = load_file(str(edited / "model.safetensors"))
+    name = next(iter(state))
+    state[name] = state[name] + 1.0  # finite, well-formed, but not what was saved
+    save_file(state, str(edited / "model.safetensors"))
+    with pytest.raises(CompressorFormatError, match=r"model\.safetensors: content hash mismatch"):
+        hub.load_compressor(edited)
+    (edited / "checksums.json").unlink()  # a folder from before checksums: loads as it is
+    assert torch.equal(hub.load_compressor(edited).state_dict()[name], state[name])

@@ -13,6 +13,8 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
+from latent_evo.integrity import sha256_file, verify
+
 #: bumped when a saved config can no longer be read by older code
 #: 2: `prior_mean` / `prior_chol` buffers (the fitted prior of `sample`)
 #: 3: the attention `Compressor`'s residual decoder (per-token bank, base genome); attention
@@ -21,6 +23,7 @@ FORMAT_VERSION = 3
 #: buffers added in format 2: a format-1 file without them keeps the module's defaults
 OPTIONAL_KEYS = frozenset({"prior_mean", "prior_chol"})
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
+CHECKSUMS_NAME = "checksums.json"  # {"model.safetensors": sha256}, written beside it
 
 
 class CompressorFormatError(ValueError):
@@ -40,6 +43,13 @@ def _resolve(model_id: str, filename: str, **download_kwargs) -> Path:
 
 
 class SafeHubMixin(PyTorchModelHubMixin):
+    def _save_pretrained(self, save_directory) -> None:
+        """model.safetensors, plus its sha256 in checksums.json (verified on every load)."""
+        super()._save_pretrained(save_directory)
+        weights = Path(save_directory) / WEIGHTS_NAME
+        sums = {WEIGHTS_NAME: sha256_file(weights)}
+        (Path(save_directory) / CHECKSUMS_NAME).write_text(json.dumps(sums, indent=1) + "\n")
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, revision=None, **kwargs):
         model_id = str(pretrained_model_name_or_path)
@@ -109,12 +119,28 @@ class SafeHubMixin(PyTorchModelHubMixin):
             token=token,
             local_files_only=local_files_only,
         )
+        try:  # folders saved before checksums existed (and the Hub without one) still load
+            sums_path = _resolve(
+                model_id, CHECKSUMS_NAME, revision=revision, cache_dir=cache_dir,
+                force_download=force_download, token=token, local_files_only=local_files_only,
+            )  # fmt: skip
+        except FileNotFoundError:
+            sums_path = None
+        if sums_path is not None:
+            try:
+                expected = json.loads(Path(sums_path).read_text()).get(WEIGHTS_NAME)
+            except (OSError, json.JSONDecodeError, AttributeError) as e:
+                raise CompressorFormatError(
+                    f"{sums_path}: not a readable checksum file ({e})"
+                ) from e
         try:
             state = load_file(weights, device=str(map_location))
         except (SafetensorError, OSError, ValueError) as e:
             raise CompressorFormatError(
                 f"{weights}: corrupt or truncated safetensors file ({e})"
             ) from e
+        if sums_path is not None:  # after the header parse, whose message says more
+            verify(weights, expected, CompressorFormatError)
         allow_non_finite = bool(model_kwargs.pop("allow_non_finite", False))
         non_finite = [
             k
