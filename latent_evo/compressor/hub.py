@@ -24,12 +24,19 @@ BUNDLED = "mnist1d-mlp"  # the compressor shipped inside the package (`make comp
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path` ({} when absent); anything else is a CompressorFormatError
+    (a ValueError) naming the file."""
+    from latent_evo.compressor.mixin import CompressorFormatError
+
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CompressorFormatError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise CompressorFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def is_local(name_or_path: str | os.PathLike) -> bool:
@@ -55,6 +62,10 @@ def load_compressor(name_or_path: str | os.PathLike, revision: str | None = None
     }
     config = _read_json(_resolve(name, "config.json", revision=revision, **download))
     cfg = config.get("config", config)
+    if not isinstance(cfg, dict):
+        from latent_evo.compressor.mixin import CompressorFormatError
+
+        raise CompressorFormatError(f"{name}/config.json: expected a JSON object of config fields")
     if "hidden" in cfg and "d_model" not in cfg:
         from latent_evo.compressor.mlp import MLPAutoencoder as cls
     else:

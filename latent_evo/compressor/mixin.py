@@ -66,7 +66,7 @@ class SafeHubMixin(PyTorchModelHubMixin):
     def _check_config_file(cls, path: Path) -> None:
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CompressorFormatError(f"{path}: not a readable JSON config ({e})") from e
         cfg = data.get("config", data) if isinstance(data, dict) else None
         if not isinstance(cfg, dict):
@@ -90,8 +90,8 @@ class SafeHubMixin(PyTorchModelHubMixin):
                 build(cls.config_class, cfg, CompressorFormatError, str(path))
             except CompressorFormatError:
                 raise
-            except (TypeError, ValueError) as e:  # the config's own range checks
-                raise CompressorFormatError(f"{path}: {e}") from None
+            except Exception as e:  # the config's own checks (range, divisibility, ...)
+                raise CompressorFormatError(f"{path}: invalid config: {e}") from None
 
     @classmethod
     def _from_pretrained(
@@ -129,10 +129,12 @@ class SafeHubMixin(PyTorchModelHubMixin):
         if sums_path is not None:
             try:
                 expected = json.loads(Path(sums_path).read_text()).get(WEIGHTS_NAME)
-            except (OSError, json.JSONDecodeError, AttributeError) as e:
+            except (OSError, ValueError, AttributeError) as e:  # ValueError: bad JSON or UTF-8
                 raise CompressorFormatError(
                     f"{sums_path}: not a readable checksum file ({e})"
                 ) from e
+            if expected is not None and not isinstance(expected, str):
+                raise CompressorFormatError(f"{sums_path}: the checksum is not a string")
         try:
             state = load_file(weights, device=str(map_location))
         except (SafetensorError, OSError, ValueError) as e:
@@ -153,7 +155,12 @@ class SafeHubMixin(PyTorchModelHubMixin):
                 f"{f' (and {len(non_finite) - 1} more)' if len(non_finite) > 1 else ''}: the file is "
                 "corrupt or was saved from a diverged run (allow_non_finite=True loads it anyway)"
             )
-        model = cls(**model_kwargs)
+        try:
+            model = cls(**model_kwargs)
+        except Exception as e:  # a config that passed its checks but cannot build a model
+            raise CompressorFormatError(
+                f"{weights.parent}: cannot build {cls.__name__} ({e})"
+            ) from e
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k not in OPTIONAL_KEYS]
         if missing or unexpected:
