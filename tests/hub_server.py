@@ -8,12 +8,19 @@ real errors, without any network. Served routes (models and datasets alike):
     GET  /api/{models|datasets}/{org}/{name}/tree/{rev}[/{path}]   file listing
     HEAD/GET /[datasets/]{org}/{name}/resolve/{rev}/{path}          file metadata / bytes
 
+    POST /api/repos/create                                           create an empty repo
+    POST /api/validate-yaml                                          model-card metadata: valid
+    POST /api/{models|datasets}/{org}/{name}/preupload/{rev}         every file "regular"
+    POST /api/{models|datasets}/{org}/{name}/commit/{rev}            NDJSON, base64 files
+
 Unknown repos answer 404 with `X-Error-Code: RepoNotFound`, unknown files `EntryNotFound`, the
-way the Hub does, so the client raises `RepositoryNotFoundError` / `EntryNotFoundError`.
+way the Hub does, so the client raises `RepositoryNotFoundError` / `EntryNotFoundError`. Pushed
+repos land in folders under `LocalHub.upload_root` (set it before pushing).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -27,6 +34,7 @@ class LocalHub:
 
     def __init__(self):
         self.repos: dict[tuple[str, str], Path] = {}
+        self.upload_root: Path | None = None  # where pushed repos are written
         self.requests: list[
             tuple[str, str]
         ] = []  # (method, path): lets tests prove a download happened
@@ -75,6 +83,57 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self._route(send_body=True)
+
+    def do_POST(self):
+        path = unquote(urlparse(self.path).path)
+        self.hub.requests.append(("POST", path))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("Transfer-Encoding") == "chunked":  # NDJSON commits stream
+            body = self._read_chunked()
+        parts = [p for p in path.split("/") if p]
+        if parts == ["api", "validate-yaml"]:  # the model card's metadata: always fine here
+            return self._json({"errors": [], "warnings": []}, True)
+        if parts == ["api", "repos", "create"]:
+            req = json.loads(body or b"{}")
+            repo_type = req.get("type") or "model"
+            repo_id = f"{req.get('organization') or 'user'}/{req['name']}"
+            if "/" in req["name"]:
+                repo_id = req["name"]
+            folder = self.hub.upload_root / repo_type / repo_id
+            folder.mkdir(parents=True, exist_ok=True)
+            self.hub.add(repo_id, folder, repo_type)
+            return self._json({"url": f"{self.hub.endpoint}/{repo_id}", "name": repo_id}, True)
+        if len(parts) >= 6 and parts[0] == "api" and parts[1] in ("models", "datasets"):
+            repo_type, repo_id, verb = parts[1][:-1], "/".join(parts[2:4]), parts[4]
+            if (repo_type, repo_id) not in self.hub.repos:
+                return self._error(404, "RepoNotFound", "Repository not found")
+            if verb == "preupload":
+                files = json.loads(body)["files"]
+                modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                         for f in files]  # fmt: skip
+                return self._json({"files": modes}, True)
+            if verb == "commit":
+                root = self.hub.repos[(repo_type, repo_id)]
+                for line in body.decode().splitlines():
+                    op = json.loads(line) if line.strip() else {}
+                    if op.get("key") == "file":
+                        target = root / op["value"]["path"]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(base64.b64decode(op["value"]["content"]))
+                sha = self.hub.sha(repo_type, repo_id)
+                url = f"{self.hub.endpoint}/{repo_id}/commit/{sha}"
+                return self._json({"commitUrl": url, "commitOid": sha}, True)
+        return self._error(404, "EntryNotFound", "Unknown API route")
+
+    def _read_chunked(self) -> bytes:
+        out = b""
+        while True:
+            size = int(self.rfile.readline().strip() or b"0", 16)
+            if size == 0:
+                self.rfile.readline()
+                return out
+            out += self.rfile.read(size)
+            self.rfile.readline()
 
     # ---- routing ------------------------------------------------------------------------------
     def _route(self, send_body: bool):

@@ -231,3 +231,37 @@ def test_weights_changed_after_saving_fail_their_checksum(compressor_dir, tmp_pa
         hub.load_compressor(edited)
     (edited / "checksums.json").unlink()  # a folder from before checksums: loads as it is
     assert torch.equal(hub.load_compressor(edited).state_dict()[name], state[name])
+
+
+def test_push_compressor_then_pull_it_through_the_loopback_hub(
+    compressor_dir, local_hub, tmp_path, monkeypatch
+):
+    """`hub push` end to end: create_repo, preupload and commit against the loopback Hub, then
+    the pushed repo loads through the real download client, bit for bit."""
+    monkeypatch.setenv("HF_TOKEN", "hf_loopback_test_token")
+    local_hub.upload_root = tmp_path / "hub"
+    folder = tmp_path / "to-push"
+    shutil.copytree(compressor_dir, folder)
+    assert hub_cli.main(["push", str(folder), "me/pushed-compressor"]) == 0
+    posted = [p for m, p in local_hub.requests if m == "POST"]
+    assert "/api/repos/create" in posted and any(p.endswith("/commit/main") for p in posted)
+    pushed = tmp_path / "hub" / "model" / "me" / "pushed-compressor"
+    assert {"config.json", "model.safetensors", "checksums.json", "README.md"} <= {
+        p.name for p in pushed.iterdir()
+    }
+    _same_outputs(hub.load_compressor("me/pushed-compressor"), Compressor.from_pretrained(folder))
+
+
+def test_push_zoo_then_load_it_through_the_loopback_hub(local_hub, tmp_path, monkeypatch):
+    from zoo_helpers import write_zoo
+
+    from latent_evo.zoo import ZooDataset, load_zoo, push_zoo
+
+    monkeypatch.setenv("HF_TOKEN", "hf_loopback_test_token")
+    local_hub.upload_root = tmp_path / "hub"
+    spec = GenomeSpec.from_module(nn.Linear(3, 2))
+    genomes = torch.randn(4, spec.numel, generator=torch.Generator().manual_seed(0))
+    zoo = write_zoo(tmp_path / "zoo", "toy", spec, genomes)
+    push_zoo(zoo, "me/pushed-zoo")
+    pulled = load_zoo("me/pushed-zoo", split="all")
+    assert torch.equal(pulled.genomes(), ZooDataset(zoo, "all").genomes())
