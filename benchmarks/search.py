@@ -128,7 +128,7 @@ def run_method(
     name: str, task, comp, zoo: Path, budget: int, seed: int, eval_every: int, sgd_steps: int,
     progress: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    from latent_evo.evolution.loop import evolve
+    from latent_evo.evolution.evolve import evolve
 
     # every run gets its own copy: online fine-tuning updates the compressor in place, and a
     # fine-tuned compressor must not leak into the next run

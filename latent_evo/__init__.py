@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported lazily by __getattr__)
 _LAZY = {
-    "evolve": "latent_evo.evolution.loop",
+    "evolve": "latent_evo.evolution.evolve",
     "LatentEvolution": "latent_evo.evolution.loop",
     "EvolveResult": "latent_evo.evolution.loop",
     "EvolveConfig": "latent_evo.evolution.config",

@@ -18,7 +18,8 @@ from latent_evo.compressor.losses import compressor_loss
 from latent_evo.compressor.mlp import MLPAutoencoder
 from latent_evo.compressor.tokenizer import Tokenizer
 from latent_evo.evolution.config import ConfigError, EvolveConfig
-from latent_evo.evolution.loop import LatentEvolution, evolve
+from latent_evo.evolution.evolve import evolve
+from latent_evo.evolution.loop import LatentEvolution
 from latent_evo.genome import GenomeError
 from latent_evo.tasks import get_task
 from latent_evo.tasks.function import FitnessShapeError

@@ -124,7 +124,7 @@ def run_demo(
     device: str = "auto",
 ) -> dict[str, Any]:
     from latent_evo.compressor.hub import bundled_compressor_path, load_compressor
-    from latent_evo.evolution.loop import evolve
+    from latent_evo.evolution.evolve import evolve
     from latent_evo.tasks import get_task
     from latent_evo.tasks.sgd import run_sgd
 

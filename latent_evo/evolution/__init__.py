@@ -1,6 +1,7 @@
 """The evolution run: ask -> decode -> evaluate -> tell -> log -> checkpoint.
 
-loop.py          `LatentEvolution` and `evolve()`: the run, its state and its result
+loop.py          `LatentEvolution`: the run, its state and its result
+evolve.py        `evolve()`: keyword options -> one typed config -> a finished run
 config.py        `EvolveConfig`: every option of a run, from YAML or dicts
 spaces.py        search spaces: latent, residual around a base, direct, a subset of tensors
 hybrid.py        surrogate screening, switching between spaces, residual re-basing, warm-up
@@ -12,6 +13,7 @@ plots.py         the run directory's fitness / accuracy plot and summary table
 """
 
 from latent_evo.evolution.config import ConfigError, EvolveConfig
-from latent_evo.evolution.loop import EvolveResult, LatentEvolution, evolve
+from latent_evo.evolution.evolve import evolve
+from latent_evo.evolution.loop import EvolveResult, LatentEvolution
 
 __all__ = ["ConfigError", "EvolveConfig", "EvolveResult", "LatentEvolution", "evolve"]

@@ -1,11 +1,6 @@
 """The evolution loop: ask -> decode -> evaluate -> tell -> log -> checkpoint, all on one device.
 
-    from latent_evo import evolve
-    res = evolve(task="mnist1d-mlp-tiny", compressor="runs/compressor", strategy="cma_es",
-                 generations=50, seed=0)
-    res.best_model, res.history, res.evaluations
-
-`LatentEvolution` is the same loop for step-by-step control (`.step()`, `.run()`,
+`LatentEvolution` is the run behind `evolve()` (evolve.py), for step-by-step control (`.step()`, `.run()`,
 `.state_dict()`). Per generation the population is one `(P, d)` tensor: decoded in blocks by the
 compressor, evaluated with the task's vmapped fitness, sharded across `torch.distributed` ranks
 when launched by torchrun -- never a per-individual Python loop. Modes:
@@ -492,35 +487,3 @@ def _progress_bar(run: LatentEvolution, generations: int | None, enabled: bool):
 
     total = generations if generations is not None else run.cfg.generations
     return tqdm(total=total, initial=run.generation, unit="gen", dynamic_ncols=True)
-
-
-def evolve(
-    task: Any,
-    compressor: Any = None,
-    strategy: str | Strategy | None = None,
-    generations: int | None = None,
-    evaluations: int | None = None,
-    callbacks: Sequence[Callback] = (),
-    device: str | torch.device | None = None,
-    seed: int | None = None,
-    fitness_fn: Callable | None = None,
-    config: EvolveConfig | dict | None = None,
-    progress: bool = False,
-    **options: Any,
-) -> EvolveResult:
-    """Run an evolution and return its `EvolveResult`. `options` are `EvolveConfig` fields
-    (`mode="residual"`, `switch={"enabled": True}`, `strategy_hparams={...}`, ...)."""
-    d = config.to_dict() if isinstance(config, EvolveConfig) else dict(config or {})
-    hp, popsize = options.pop("strategy_hparams", None), options.pop("popsize", None)
-    d.update(options)
-    if hp is not None or popsize is not None:
-        d["strategy"] = dict(d.get("strategy") or {})
-        if hp is not None:
-            d["strategy"]["hparams"] = dict(hp)
-        if popsize is not None:
-            d["strategy"]["popsize"] = popsize
-    if generations is not None or evaluations is not None:
-        d["generations"], d["evaluations"] = generations, evaluations
-    cfg = EvolveConfig.from_dict(d)  # one typed build: a wrong value names its key
-    run = LatentEvolution(task, compressor, strategy, cfg, callbacks, device, seed, fitness_fn)
-    return run.run(progress=progress)
