@@ -56,6 +56,13 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         # on an unseen task: latent search, then direct search over the output layer only
         # (resolved per task by `output_layer`), the rest of the network kept as found
         "latent-cma-switch-head": {**cma, "switch": {**SWITCH, "tensors": OUTPUT_LAYER}},
+        # decoded *changes* around the zoo's best checkpoint, re-based on the best found: the
+        # decoder proposes moves, never caps the result at its own image
+        "residual-cma-zoo-switch": {**cma, "mode": "residual", "switch": SWITCH,
+                                    "init": {"kind": "zoo", "top_k": 1}},
+        "residual-cma-zoo-switch-head": {**cma, "mode": "residual",
+                                         "switch": {**SWITCH, "tensors": OUTPUT_LAYER},
+                                         "init": {"kind": "zoo", "top_k": 1}},
         "latent-ga": dict(mode="latent", strategy="ga", popsize=POP,
                           strategy_hparams={"mutation_sigma": 0.2}, init={"kind": "prior"}),
         "latent-openai-es": dict(mode="latent", strategy="openai_es", popsize=POP,
@@ -79,13 +86,22 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
 BASELINES = ("sgd", "zoo-best", "zoo-best-noise", "zoo-avg-top", "prior-best-of-n")
 ALL_METHODS = (*evolve_methods(), *BASELINES, *EXTERNAL)
 # methods that read the zoo (memorisation baselines, zoo warm start)
-ZOO_METHODS = ("latent-cma-zoo-switch", "zoo-best", "zoo-best-noise", "zoo-avg-top")
+ZOO_METHODS = (
+    "latent-cma-zoo-switch",
+    "residual-cma-zoo-switch",
+    "zoo-best",
+    "zoo-best-noise",
+    "zoo-avg-top",
+)
 TRANSFER_QUICK = ("latent-cma-switch", "direct-openai-es", "sgd", "zoo-best")
 LABELS = {
     "latent-cma": "latent CMA-ES",
     "latent-cma-switch": "latent CMA-ES + switch",
     "latent-cma-zoo-switch": "latent CMA-ES from the best zoo code + switch",
     "latent-cma-switch-head": "latent CMA-ES + switch to the output layer",
+    "residual-cma-zoo-switch": "residual CMA-ES around the best zoo checkpoint + switch",
+    "residual-cma-zoo-switch-head": "residual CMA-ES around the best zoo checkpoint + switch to "
+    "the output layer",
     "latent-ga": "latent GA",
     "latent-openai-es": "latent OpenAI-ES",
     "latent-finetune": "latent CMA-ES + online fine-tuning",

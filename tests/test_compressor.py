@@ -481,3 +481,29 @@ def test_fast_raw_decode_equals_detokenized_tokens(family, chunk_size):
         generic = GenomeAutoencoder.decode_genomes(comp, z)
         for block in (None, 3):
             torch.testing.assert_close(comp.decode_genomes(z, block), generic, rtol=1e-5, atol=1e-6)
+
+
+def test_fast_raw_decode_differentiable_and_bank_cache_invalidates():
+    """With grad on, the fast path copies a differentiable product (it writes through `out=`
+    only under no_grad); an in-place update of the bank or base invalidates its raw-bank cache."""
+    from latent_evo.compressor.base import GenomeAutoencoder
+
+    comp, _ = _compressor(MODELS["mlp"], chunk_size=8)
+    comp.eval()
+    with torch.no_grad():
+        for p in comp.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    z = comp.sample(3, torch.Generator().manual_seed(1)).requires_grad_(True)
+    with_grad = comp.decode_genomes(z)
+    with_grad.square().sum().backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+    assert comp.bank.grad is not None and float(comp.bank.grad.abs().sum()) > 0
+    with torch.no_grad():
+        torch.testing.assert_close(comp.decode_genomes(z), with_grad.detach(), rtol=1e-5, atol=1e-6)
+        before = comp.decode_genomes(z)
+        comp.bank.mul_(2.0)  # an optimizer step on the bank: the cached raw bank is stale
+        after = comp.decode_genomes(z)
+        assert not torch.allclose(before, after)
+        comp.base.add_(1.0)
+        generic = GenomeAutoencoder.decode_genomes(comp, z)  # the tokens path, no raw bank
+        torch.testing.assert_close(comp.decode_genomes(z), generic, rtol=1e-5, atol=1e-6)

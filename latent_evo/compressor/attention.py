@@ -259,12 +259,13 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
         return params + ([self.token_emb] if self.token_emb is not None else [])
 
     def _token_features(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(S,) token indices -> their embedding e (S, d) and read-out queries q (H, S, E)."""
+        """(S,) token indices -> their embedding e (S, d) and read-out queries q (S, H*E)."""
         e = self.dec_meta(self.tokenizer.meta[tokens])  # (S, d)
         if self.token_emb is not None:
             e = e + self.token_emb[tokens]
-        q = rearrange(self.to_q(self.ln_q(e)), "s (h e) -> h s e", h=self.config.decoder_heads)
-        return {"e": e, "q": q * q.shape[-1] ** -0.5}  # softmax temperature folded into q
+        q = self.to_q(self.ln_q(e))  # (S, H*E), heads side by side
+        scale = (self.config.decoder_dim // self.config.decoder_heads) ** -0.5
+        return {"e": e, "q": q * scale}  # softmax temperature folded into q
 
     def _cached_features(self) -> dict[str, torch.Tensor] | None:
         """Every window slot's features, cached while parameters are unchanged -- or None when
@@ -315,11 +316,17 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
         P = k.shape[0]
         if cached is not None:
             s_lo, s_hi = w_lo * W, w_hi * W
-            feats = {"e": cached["e"][s_lo:s_hi], "q": cached["q"][:, s_lo:s_hi]}
+            feats = {"e": cached["e"][s_lo:s_hi], "q": cached["q"][s_lo:s_hi]}
         else:
             feats = self._token_features(self._slot_tokens(w_lo, w_hi))
-        a = torch.einsum("hse,phke->phsk", feats["q"], k).softmax(dim=-1)  # (P, H, S, K)
-        a = rearrange(a, "p h s k -> p s (h k)")  # (P, S, H*K)
+        # all heads' scores in one matmul against block-diagonal keys, landing directly in the
+        # (P, S, H*K) layout the readout needs: no per-head einsum, no permuted copies
+        H, K, E = k.shape[1:]
+        kbd = k.new_zeros(P, H, E, H, K)  # (P, H, E, H, K) zero off the diagonal heads
+        for h in range(H):
+            kbd[:, h, :, h] = k[:, h].transpose(1, 2)  # (P, E, K)
+        a = torch.matmul(feats["q"], kbd.view(P, H * E, H * K))  # (P, S, H*K) scores
+        a = a.view(P, -1, H, K).softmax(dim=-1).view(P, -1, H * K)  # per head over its K
         u = torch.bmm(a, rearrange(vo, "p h k d -> p (h k) d"))  # (P, S, d) the code, read
         h = rearrange(feats["e"] + u, "p (n w) d -> (p n) w d", w=W)  # (P*N, W, d)
         valid = lay.valid[w_lo:w_hi]  # (N, W)
@@ -411,22 +418,60 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
         self._follow_device()
         kv = self._latent_kv(z)
         cached = self._cached_features()
-        tok, P = self.tokenizer, z.shape[0]
+        P = z.shape[0]
+        banks = self._raw_banks(segs)  # None: too large to hold, built per block below
+        # autograd cannot flow through `out=`; with grad on, the same product is copied in
+        differentiable = torch.is_grad_enabled() and (
+            z.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
         out = z.new_empty(P, self.spec.numel)  # (P, n)
         for w_lo, w_hi in self._window_blocks(0, self._layout.num_windows, block_size):
             lo, hi = self._layout.token_range(w_lo, w_hi)
-            y = self._window_coefficients(kv, w_lo, w_hi, cached).transpose(0, 1)  # (T_b, P, M)
-            for s_lo, s_hi, L, g, i in segs:
+            y = self._window_coefficients(kv, w_lo, w_hi, cached)  # (P, T_b, M)
+            y = torch.cat([y, y.new_ones(P, hi - lo, 1)], -1)  # (P, T_b, M+1): 1 x the base
+            for j, (s_lo, s_hi, L, g, i) in enumerate(segs):
                 a, b = max(s_lo, lo), min(s_hi, hi)  # the run's part inside this block
                 if a >= b:
                     continue
                 g += (a - s_lo) * L  # genome offset of token a
-                base = torch.addcmul(tok.mean[i], self.base[a:b, None, :L], tok.std[i])  # (t, 1, L)
-                mix = torch.baddbmm(
-                    base, y[a - lo : b - lo], self.bank[a:b, :, :L], alpha=float(tok.std[i])
-                )  # (t, P, L): raw values = mean + std * (base + coefficients @ bank)
-                out[:, g : g + (b - a) * L].view(P, b - a, L).copy_(mix.transpose(0, 1))
+                bank = banks[j][a - s_lo : b - s_lo] if banks else self._raw_bank(a, b, L, i)
+                coef = y[:, a - lo : b - lo].transpose(0, 1)  # (t, P, M+1)
+                target = out[:, g : g + (b - a) * L].view(P, b - a, L).transpose(0, 1)
+                # (t, P, L) raw values = [coefficients, 1] @ [std * bank; mean + std * base],
+                # written straight into the genome's (strided) slots
+                if differentiable:
+                    target.copy_(torch.bmm(coef, bank))
+                else:
+                    torch.bmm(coef, bank, out=target)
         return out.to(self.spec.dtype)
+
+    def _raw_bank(self, a: int, b: int, L: int, i: int) -> torch.Tensor:
+        """Tokens [a, b) (of tensor i, L real values each): their bank in raw units with the
+        base appended as one more direction, (t, M+1, L) = [std * bank; mean + std * base]."""
+        tok = self.tokenizer
+        raw = self.bank[a:b, :, :L] * tok.std[i]  # (t, M, L)
+        offset = torch.addcmul(tok.mean[i], self.base[a:b, None, :L], tok.std[i])  # (t, 1, L)
+        return torch.cat([raw, offset], 1)  # (t, M+1, L)
+
+    def _raw_banks(self, segs) -> list[torch.Tensor] | None:
+        """`_raw_bank` of every run of `_raw_segments`, cached while the bank, base and tokenizer
+        statistics are unchanged and no gradient is wanted; None when that cache would exceed
+        cache_max_mb (a huge genome: each block then builds its own slice)."""
+        tok = self.tokenizer
+        if torch.is_grad_enabled() and self.bank.requires_grad:
+            self._bank_cache = None
+            return None
+        size_mb = self.spec.numel * (self.config.bank_size + 1) * 4 / 2**20
+        if size_mb > self.config.cache_max_mb:
+            return None
+        watched = (self.bank, self.base, tok.mean, tok.std)
+        key = tuple((t.data_ptr(), t._version, t.device) for t in watched)
+        cache = getattr(self, "_bank_cache", None)
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                banks = [self._raw_bank(s_lo, s_hi, L, i) for s_lo, s_hi, L, _, i in segs]
+            self._bank_cache = cache = (key, banks)
+        return cache[1]
 
     def decode_tensors(
         self, z: torch.Tensor, names: Iterable[str], block_size: int | None = None
