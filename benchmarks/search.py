@@ -22,6 +22,10 @@ from latent_evo.benchmarks.external import EXTERNAL, run_external
 SETTINGS = {
     "family": ("mnist1d-mlp", "the compressor's pretraining task family (fresh search seeds)"),
     "transfer": ("mnist1d-shift-mlp", "unseen task: MNIST-1D generated with different settings"),
+    "digits40": (
+        "digits40-mlp",
+        "unseen dataset: sklearn digits on 40 principal components, same MLP 40-100-100-10",
+    ),
     # the 40-256-256-10 MLP; pass its compressor and zoo (--compressor, --zoo)
     "wide": (
         "mnist1d-mlp-wide",
@@ -39,6 +43,7 @@ SWITCH = {
     "tol": 2e-3,
     "strategy": {"name": "openai_es", "popsize": POP, "hparams": {"sigma_init": 0.02, "lr": 0.01}},
 }
+PORTFOLIO = {"enabled": True, "direct": [[]], "strategy": SWITCH["strategy"]}
 OUTPUT_LAYER = ["<output layer>"]  # placeholder: `output_layer(task.spec)` at run time
 DIRECT_CMA_MAX_DIM = 2000  # full-covariance CMA-ES: d x d matrix and O(d^2)+ work per generation
 
@@ -63,6 +68,12 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         "residual-cma-zoo-switch-head": {**cma, "mode": "residual",
                                          "switch": {**SWITCH, "tensors": OUTPUT_LAYER},
                                          "init": {"kind": "zoo", "top_k": 1}},
+        # the default search: residual latent CMA-ES and direct OpenAI-ES share the budget by
+        # the progress each makes (latent_evo.evolution.portfolio); -head adds an arm over the
+        # output layer alone
+        "portfolio": {**cma, "mode": "residual", "portfolio": PORTFOLIO},
+        "portfolio-head": {**cma, "mode": "residual",
+                           "portfolio": {**PORTFOLIO, "direct": [[], OUTPUT_LAYER]}},
         "latent-ga": dict(mode="latent", strategy="ga", popsize=POP,
                           strategy_hparams={"mutation_sigma": 0.2}, init={"kind": "prior"}),
         "latent-openai-es": dict(mode="latent", strategy="openai_es", popsize=POP,
@@ -102,6 +113,8 @@ LABELS = {
     "residual-cma-zoo-switch": "residual CMA-ES around the best zoo checkpoint + switch",
     "residual-cma-zoo-switch-head": "residual CMA-ES around the best zoo checkpoint + switch to "
     "the output layer",
+    "portfolio": "portfolio: residual latent CMA-ES | direct OpenAI-ES",
+    "portfolio-head": "portfolio: residual latent CMA-ES | direct OpenAI-ES | output layer",
     "latent-ga": "latent GA",
     "latent-openai-es": "latent OpenAI-ES",
     "latent-finetune": "latent CMA-ES + online fine-tuning",
@@ -161,6 +174,11 @@ def run_method(
                            "CMA-ES needs a d x d matrix and O(d^2) work per sample"}  # fmt: skip
     if opts.get("switch", {}).get("tensors") == OUTPUT_LAYER:
         opts["switch"]["tensors"] = output_layer(task.spec)
+    if "portfolio" in opts:
+        arms = opts["portfolio"]["direct"]
+        opts["portfolio"]["direct"] = [
+            output_layer(task.spec) if a == OUTPUT_LAYER else a for a in arms
+        ]
     if opts["init"]["kind"] == "zoo":
         opts["init"]["path"] = str(zoo)
     t0 = time.perf_counter()

@@ -81,6 +81,29 @@ class SwitchConfig:
 
 
 @dataclass
+class PortfolioConfig:
+    """Evaluations shared between latent and direct space by the progress each lately makes
+    (`latent_evo.evolution.portfolio`): the search never keeps paying for a space that does not
+    help. Needs a compressor (mode latent or residual); replaces `switch`."""
+
+    enabled: bool = False
+    #: the direct arms, each a list of glob patterns of tensor names ([] = the whole genome):
+    #: [[]] one whole-genome arm; [[], ["layers.2.*"]] also one over the output layer
+    direct: list[list[str]] = field(default_factory=lambda: [[]])
+    #: the direct arms' strategy (each arm its own instance and random stream)
+    strategy: StrategyConfig = field(
+        default_factory=lambda: StrategyConfig("openai_es", 32, {"sigma_init": 0.02, "lr": 0.01})
+    )
+    #: generations each arm gets in turn at the start, before any is preferred
+    probe: int = 3
+    #: an arm with less than `min_share` of the last `window` generations is played next
+    window: int = 20
+    min_share: float = 0.1
+    #: weight of an arm's earlier gains in its average (per play of that arm)
+    decay: float = 0.7
+
+
+@dataclass
 class SurrogateConfig:
     """Pre-screening by the compressor's fitness head: the strategy's population is the pool."""
 
@@ -142,6 +165,7 @@ class EvolveConfig:
     init: InitConfig = field(default_factory=InitConfig)
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     switch: SwitchConfig = field(default_factory=SwitchConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     #: checkpoint every k generations (0 = only at the end / on a signal); CLI runs only
@@ -179,6 +203,30 @@ class EvolveConfig:
             )
         if tensors and not self.switch.enabled:
             raise ConfigError("switch.tensors: set, but switch.enabled is false (nothing uses it)")
+        pf = self.portfolio
+        if pf.enabled:
+            if self.switch.enabled:
+                raise ConfigError(
+                    "portfolio.enabled and switch.enabled: the portfolio already moves between "
+                    "latent and direct space; enable one of them"
+                )
+            if self.mode == "direct":
+                raise ConfigError("portfolio.enabled: a direct-mode run has no latent arm")
+            if not pf.direct:
+                raise ConfigError("portfolio.direct: give at least one direct arm ([[]]: all)")
+            if pf.probe < 1 or pf.window < 1:
+                raise ConfigError(
+                    f"portfolio.probe / window: must be >= 1, got {pf.probe} / {pf.window}"
+                )
+            if not 0 <= pf.min_share < 1 or not 0 <= pf.decay < 1:
+                raise ConfigError(
+                    f"portfolio.min_share / decay: must be in [0, 1), got {pf.min_share} / {pf.decay}"
+                )
+            if pf.strategy.popsize < 2:
+                raise ConfigError(
+                    f"portfolio.strategy.popsize: a population needs >= 2 members, got "
+                    f"{pf.strategy.popsize}"
+                )
         if self.finetune.enabled and self.finetune.every < 1:
             raise ConfigError("finetune.every: must be >= 1")
         return self

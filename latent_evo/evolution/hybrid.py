@@ -184,6 +184,9 @@ class Switcher:
         self.phase, self.last_switch = to, generation
         return event
 
+    def observe(self, best_before: float, f: Tensor, best_after: float) -> None:
+        """The switch rule reads the run's history; nothing to record per generation."""
+
     def _enter_direct(self, best_genome: Tensor) -> None:
         if isinstance(self.space, SubsetSpace):
             self.space.set_base(best_genome)

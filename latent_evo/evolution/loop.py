@@ -46,6 +46,7 @@ from latent_evo.evolution.hybrid import (
     screen,
     unprefixed,
 )
+from latent_evo.evolution.portfolio import Portfolio
 from latent_evo.evolution.spaces import DirectSpace, LatentSpace, ResidualSpace, SearchSpace
 from latent_evo.strategies import Strategy
 from latent_evo.strategies.shaping import sanitize_fitness
@@ -117,9 +118,12 @@ class LatentEvolution:
         self.compressor = self._load_compressor(compressor)
         self.space: SearchSpace = self._make_space()
         seed_ = cfg.seed
-        # the phase, and the direct phase's own strategy and space after a switch
-        self.switcher = Switcher(
-            cfg.switch, cfg.mode, cfg.generations, self.task.spec, self.device, seed_
+        # the phase, and the direct phase's own strategy and space after a switch -- or, with a
+        # portfolio, the arm of each generation
+        self.switcher: Switcher | Portfolio = (
+            Portfolio(cfg.portfolio, self.task.spec, self.device, seed_)
+            if cfg.portfolio.enabled
+            else Switcher(cfg.switch, cfg.mode, cfg.generations, self.task.spec, self.device, seed_)
         )
         if isinstance(strategy, Strategy):
             if strategy.dim != self.space.dim:
@@ -180,7 +184,7 @@ class LatentEvolution:
 
     @property
     def phase(self) -> str:
-        """Which space searches now, "latent" or "direct" (see `Switcher`)."""
+        """Which space searches now: "latent" or "direct" (`Switcher`), or a portfolio arm."""
         return self.switcher.phase
 
     # ------------------------------------------------------------------ evaluation
@@ -303,7 +307,9 @@ class LatentEvolution:
             f_true, g = self._evaluate(space, x)
             f_all = f_true
         strat.tell(f_all)
+        best_before = self.best_fitness
         self._record_best(f_true, g)
+        self.switcher.observe(best_before, f_true, self.best_fitness)
         if self.archive is not None:
             self.archive.add(g, f_true)
         if self.warmup is not None and self.warmup.active:

@@ -150,6 +150,26 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ClassificationData
     return ClassificationData("digits", x[train], y[train], x[test], y[test], 10)
 
 
+def load_digits40(test_fraction: float = 0.2, seed: int = 0, dims: int = 40) -> ClassificationData:
+    """sklearn digits as `(N, dims)` vectors: the 64 pixels projected on the training split's
+    first `dims` principal components, then standardised per component. A dataset as different
+    from MNIST-1D as digits are, with MNIST-1D's input width (40), so one 40-input network
+    family (and its compressor) can be tested on it: a transfer task no MNIST-1D zoo has seen."""
+    d = load_digits(test_fraction, seed)
+    if not 1 <= dims <= 64:
+        raise ValueError(f"dims must be in [1, 64], got {dims}")
+    xtr, xte = d.x_train.flatten(1).double(), d.x_test.flatten(1).double()  # (N, 64)
+    mean = xtr.mean(0)
+    _, _, vh = torch.linalg.svd(xtr - mean, full_matrices=False)  # (64, 64) rows: components
+    comps = vh[:dims]
+    comps = comps * torch.sign(comps[:, comps.abs().argmax(1)].diagonal())[:, None]  # fix signs
+    ztr, zte = (xtr - mean) @ comps.T, (xte - mean) @ comps.T  # (N, dims)
+    scale = ztr.std(0).clamp(min=1e-8)
+    return ClassificationData(
+        "digits40", (ztr / scale).float(), d.y_train, (zte / scale).float(), d.y_test, 10
+    )
+
+
 # ---- text ----------------------------------------------------------------------------------------
 # A fixed 96-symbol vocabulary (newline + printable ASCII) so every text corpus shares one model
 # shape. Common typographic characters are folded to ASCII; anything else becomes '?'.
