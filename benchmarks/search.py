@@ -113,8 +113,8 @@ LABELS = {
     "residual-cma-zoo-switch": "residual CMA-ES around the best zoo checkpoint + switch",
     "residual-cma-zoo-switch-head": "residual CMA-ES around the best zoo checkpoint + switch to "
     "the output layer",
-    "portfolio": "portfolio: residual latent CMA-ES | direct OpenAI-ES",
-    "portfolio-head": "portfolio: residual latent CMA-ES | direct OpenAI-ES | output layer",
+    "portfolio": "portfolio: residual latent CMA-ES, direct OpenAI-ES",
+    "portfolio-head": "portfolio: residual latent CMA-ES, direct OpenAI-ES, output layer",
     "latent-ga": "latent GA",
     "latent-openai-es": "latent OpenAI-ES",
     "latent-finetune": "latent CMA-ES + online fine-tuning",

@@ -60,7 +60,7 @@ def test_probe_then_budget_goes_to_the_space_that_improves(task, compressor):
     played = run.switcher.played
     assert played[:4] == ["latent", "direct", "latent", "direct"]  # probing, in turn
     assert _shares(run)["direct"] >= 0.75
-    assert run.switcher.gain["direct"] > run.switcher.gain["latent"]
+    assert run.switcher.scores()["direct"] > run.switcher.scores()["latent"]
     # the share floor: the frozen arm is still measured every window
     assert 1 <= played[-10:].count("latent") <= 2
     assert {r["phase"] for r in run.history} == {"latent", "direct"}

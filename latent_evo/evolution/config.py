@@ -96,11 +96,15 @@ class PortfolioConfig:
     )
     #: generations each arm gets in turn at the start, before any is preferred
     probe: int = 3
-    #: an arm with less than `min_share` of the last `window` generations is played next
-    window: int = 20
-    min_share: float = 0.1
-    #: weight of an arm's earlier gains in its average (per play of that arm)
-    decay: float = 0.7
+    #: arms are scored on their gains in the last `window` generations; an arm with less than
+    #: `min_share` of them is played next (the most the portfolio spends on a useless arm)
+    window: int = 40
+    min_share: float = 0.05
+    #: a direct arm restarts from the run's best genome only when that beats the arm's own best
+    #: by more than this fraction (its first play always starts there)
+    relay_margin: float = 0.05
+    #: the arm playing now keeps playing unless another's score is (1 + hysteresis) x its own
+    hysteresis: float = 1.0
 
 
 @dataclass
@@ -218,10 +222,12 @@ class EvolveConfig:
                 raise ConfigError(
                     f"portfolio.probe / window: must be >= 1, got {pf.probe} / {pf.window}"
                 )
-            if not 0 <= pf.min_share < 1 or not 0 <= pf.decay < 1:
-                raise ConfigError(
-                    f"portfolio.min_share / decay: must be in [0, 1), got {pf.min_share} / {pf.decay}"
-                )
+            if not 0 <= pf.min_share < 1:
+                raise ConfigError(f"portfolio.min_share: must be in [0, 1), got {pf.min_share}")
+            if pf.hysteresis < 0:
+                raise ConfigError(f"portfolio.hysteresis: must be >= 0, got {pf.hysteresis}")
+            if pf.relay_margin < 0:
+                raise ConfigError(f"portfolio.relay_margin: must be >= 0, got {pf.relay_margin}")
             if pf.strategy.popsize < 2:
                 raise ConfigError(
                     f"portfolio.strategy.popsize: a population needs >= 2 members, got "
