@@ -34,6 +34,7 @@ from latent_evo.evolution.spaces import (
     SearchSpace,
     SubsetSpace,
     subset_index,
+    tensor_shapes,
 )
 from latent_evo.strategies import Strategy, get_strategy
 
@@ -45,9 +46,17 @@ SEED_STRATEGY, SEED_DIRECT, SEED_WARMUP = 1, 2, 3
 Evaluate = Callable[[SearchSpace, Tensor], tuple[Tensor, Tensor]]
 
 
-def make_strategy(cfg: StrategyConfig, dim: int, device: torch.device, seed: int) -> Strategy:
+def make_strategy(
+    cfg: StrategyConfig, space: SearchSpace, device: torch.device, seed: int
+) -> Strategy:
+    """`cfg`'s strategy over `space`. A strategy that exploits matrix structure (EGGROLL) is
+    given the space's tensor shapes unless its hparams set them: without them EGGROLL's noise
+    is full rank, i.e. it silently becomes OpenAI-ES."""
+    hparams = dict(cfg.hparams)
+    if cfg.name == "eggroll" and "shapes" not in hparams and space.shapes:
+        hparams["shapes"] = space.shapes
     return get_strategy(
-        cfg.name, dim=dim, popsize=cfg.popsize, device=device, seed=seed, **cfg.hparams
+        cfg.name, dim=space.dim, popsize=cfg.popsize, device=device, seed=seed, **hparams
     )
 
 
@@ -122,7 +131,7 @@ class Switcher:
         n = cfg.final_direct_generations
         # the generation from which the run stays in direct space (final refinement), if any
         self.final_from = generations - n if n > 0 and generations is not None else None
-        self.space: SearchSpace = DirectSpace(spec.numel)
+        self.space: SearchSpace = DirectSpace(spec.numel, tensor_shapes(spec))
         if cfg.tensors:
             if mode == "direct":
                 raise ConfigError("switch.tensors: a direct-mode run never switches; drop it")
@@ -130,7 +139,7 @@ class Switcher:
                 index = subset_index(spec, cfg.tensors)
             except ValueError as e:
                 raise ConfigError(f"switch.tensors: {e}") from None
-            self.space = SubsetSpace(spec.numel, index)
+            self.space = SubsetSpace(spec.numel, index, tensor_shapes(spec, cfg.tensors))
         # created at the first switch to direct space, then kept (re-centred) for later ones
         self.strategy: Strategy | None = None
         self.phase = "direct" if mode == "direct" else "latent"
@@ -192,7 +201,7 @@ class Switcher:
             self.space.set_base(best_genome)
         mean = self.space.from_genomes(best_genome[None])[0]
         if self.strategy is None:
-            self.strategy = make_strategy(self.cfg.strategy, self.space.dim, self.device, self.seed)
+            self.strategy = make_strategy(self.cfg.strategy, self.space, self.device, self.seed)
             self.strategy.init(mean=mean)
         else:
             self.strategy.set_mean(mean)
@@ -207,7 +216,7 @@ class Switcher:
         self.space.load_state_dict(on_device(unprefixed("space", tensors), self.device))
         sd = unprefixed("strategy", tensors)
         if sd:
-            self.strategy = make_strategy(self.cfg.strategy, self.space.dim, self.device, self.seed)
+            self.strategy = make_strategy(self.cfg.strategy, self.space, self.device, self.seed)
             self.strategy.load_state_dict(sd)
         self.phase, self.last_switch = meta["phase"], meta["last_switch"]
 
@@ -229,7 +238,7 @@ class Warmup:
     def step(self, best_genome: Tensor, evaluate: Evaluate) -> tuple[Tensor, Tensor]:
         """One generation; returns its fitness `(P,)` and genomes `(P, n)`."""
         if self.strategy is None:
-            self.strategy = make_strategy(self.cfg.strategy, self.space.dim, self.device, self.seed)
+            self.strategy = make_strategy(self.cfg.strategy, self.space, self.device, self.seed)
             self.strategy.init(mean=best_genome)
         x = self.strategy.ask()
         f, g = evaluate(self.space, x)
@@ -251,7 +260,7 @@ class Warmup:
     def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         sd = unprefixed("strategy", tensors)
         if sd:
-            self.strategy = make_strategy(self.cfg.strategy, self.space.dim, self.device, self.seed)
+            self.strategy = make_strategy(self.cfg.strategy, self.space, self.device, self.seed)
             self.strategy.load_state_dict(sd)
         self.active = meta["active"]
 

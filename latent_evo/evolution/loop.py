@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from latent_evo.evolution import spaces as S
 from latent_evo.evolution.checkpoint import load_checkpoint, save_checkpoint
 from latent_evo.evolution.config import EvolveConfig
 from latent_evo.evolution.distributed import is_main, shard_map
@@ -47,7 +48,7 @@ from latent_evo.evolution.hybrid import (
     unprefixed,
 )
 from latent_evo.evolution.portfolio import Portfolio
-from latent_evo.evolution.spaces import DirectSpace, LatentSpace, ResidualSpace, SearchSpace
+from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.strategies import Strategy
 from latent_evo.strategies.shaping import sanitize_fitness
 from latent_evo.tasks.function import (
@@ -133,7 +134,7 @@ class LatentEvolution:
             self.strategy = strategy
         else:
             self.strategy = make_strategy(
-                cfg.strategy, self.space.dim, self.device, seed_ + SEED_STRATEGY
+                cfg.strategy, self.space, self.device, seed_ + SEED_STRATEGY
             )
         self.rng = torch.Generator().manual_seed(seed_)  # init draws, fine-tune minibatches
         torch.manual_seed(seed_)  # the compressor's training noise comes from the global RNG
@@ -177,10 +178,10 @@ class LatentEvolution:
     def _make_space(self) -> SearchSpace:
         mode, chunk = self.cfg.mode, self.cfg.decode_chunk
         if mode == "direct":
-            return DirectSpace(self.n)
+            return S.DirectSpace(self.n, S.tensor_shapes(self.task.spec))
         if mode == "latent":
-            return LatentSpace(self.compressor, chunk)
-        return ResidualSpace(self.compressor, self.cfg.residual.alpha, chunk)
+            return S.LatentSpace(self.compressor, chunk)
+        return S.ResidualSpace(self.compressor, self.cfg.residual.alpha, chunk)
 
     @property
     def phase(self) -> str:
@@ -265,7 +266,7 @@ class LatentEvolution:
     def _init_residual(self, genomes: Tensor | None, codes: Tensor | None) -> None:
         from latent_evo.evolution.sources import load_network_genome
 
-        space: ResidualSpace = self.space  # type: ignore[assignment]
+        space: S.ResidualSpace = self.space  # type: ignore[assignment]
         if self.cfg.residual.base:
             base = load_network_genome(self.cfg.residual.base, self.task.spec).to(self.device)
             self._record_best(self._evaluate_genomes(base[None]), base[None])

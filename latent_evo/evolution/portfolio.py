@@ -45,7 +45,13 @@ from latent_evo.evolution.hybrid import (
     recentre,
     unprefixed,
 )
-from latent_evo.evolution.spaces import DirectSpace, SearchSpace, SubsetSpace, subset_index
+from latent_evo.evolution.spaces import (
+    DirectSpace,
+    SearchSpace,
+    SubsetSpace,
+    subset_index,
+    tensor_shapes,
+)
 from latent_evo.strategies import Strategy
 
 
@@ -71,9 +77,11 @@ class Portfolio:
                     index = subset_index(spec, list(patterns))
                 except ValueError as e:
                     raise ConfigError(f"portfolio.direct[{i}]: {e}") from None
-                self.spaces[name] = SubsetSpace(spec.numel, index)
+                self.spaces[name] = SubsetSpace(
+                    spec.numel, index, tensor_shapes(spec, list(patterns))
+                )
             else:
-                self.spaces[name] = DirectSpace(spec.numel)
+                self.spaces[name] = DirectSpace(spec.numel, tensor_shapes(spec))
             self.names.append(name)
         # every direct arm draws from its own generator: adding an arm never shifts another's
         self.seeds = {n: seed + SEED_DIRECT + 97 * i for i, n in enumerate(self.names)}
@@ -153,7 +161,7 @@ class Portfolio:
             space.set_base(genome)
         mean = space.from_genomes(genome[None])[0]
         if name not in self.strategies:
-            strat = make_strategy(self.cfg.strategy, space.dim, self.device, self.seeds[name])
+            strat = make_strategy(self.cfg.strategy, space, self.device, self.seeds[name])
             strat.init(mean=mean)
             self.strategies[name] = strat
         else:
@@ -199,7 +207,7 @@ class Portfolio:
         self.strategies = {}
         for name in meta["strategies"]:
             strat = make_strategy(
-                self.cfg.strategy, self.spaces[name].dim, self.device, self.seeds[name]
+                self.cfg.strategy, self.spaces[name], self.device, self.seeds[name]
             )
             strat.load_state_dict(unprefixed(f"strategy.{name}", tensors))
             self.strategies[name] = strat

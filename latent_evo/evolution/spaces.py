@@ -18,6 +18,7 @@ gradient descent); the loop calls them under `torch.no_grad()`.
 
 from __future__ import annotations
 
+import math
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -41,6 +42,7 @@ def encode_chunked(compressor: Any, g: Tensor, chunk: int = 0) -> Tensor:
 class SearchSpace:
     name = "base"
     dim: int
+    shapes: list | None = None  # matrix / vector segments of a direct space, else None
 
     def to_genomes(self, x: Tensor) -> Tensor:
         """`(P, d)` candidates -> `(P, n)` genomes."""
@@ -57,11 +59,32 @@ class SearchSpace:
         pass
 
 
+def tensor_shapes(spec: Any, patterns: list[str] | tuple[str, ...] | None = None) -> list:
+    """The genome's tensors (those matching `patterns`, default all) as the segments a
+    structure-aware strategy (EGGROLL's low-rank matrix noise) needs, in genome order: a matrix
+    as (rows, cols), a conv kernel (out, in, k, ...) as (out, in * k * ...) (its row-major
+    flattening), anything else as (numel,)."""
+    shapes = []
+    for t in spec.tensors:
+        if patterns is not None and not any(fnmatchcase(t.name, p) for p in patterns):
+            continue
+        n = math.prod(t.shape)
+        if len(t.shape) >= 2 and n:
+            shapes.append((int(t.shape[0]), n // int(t.shape[0])))
+        elif n:
+            shapes.append((n,))
+    return shapes
+
+
 class DirectSpace(SearchSpace):
+    """The flat genome; `shapes` (`tensor_shapes(spec)`) tells a structure-aware strategy where
+    its matrices are."""
+
     name = "direct"
 
-    def __init__(self, numel: int):
+    def __init__(self, numel: int, shapes: list | None = None):
         self.dim = numel
+        self.shapes = shapes
 
     def to_genomes(self, x: Tensor) -> Tensor:
         return x
@@ -78,12 +101,13 @@ class SubsetSpace(SearchSpace):
 
     name = "subset"
 
-    def __init__(self, numel: int, index: Tensor):
+    def __init__(self, numel: int, index: Tensor, shapes: list | None = None):
         if index.numel() == 0:
             raise ValueError("SubsetSpace: the index selects no genome entries")
         self.numel = int(numel)
         self.index = index.long()
         self.dim = int(index.numel())
+        self.shapes = shapes  # of the selected tensors, in genome order (see `tensor_shapes`)
         self.base: Tensor | None = None  # (n,)
 
     def set_base(self, base: Tensor) -> None:
