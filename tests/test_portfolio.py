@@ -148,3 +148,33 @@ def test_bad_portfolio_config_names_the_option(task, compressor, change, match):
     cfg.update(change)
     with pytest.raises(ConfigError, match=match):
         LatentEvolution(task, compressor if cfg["mode"] != "direct" else None, None, cfg)
+
+
+def test_fresh_compressor_learns_from_the_run_alone(task, tmp_path):
+    """`compressor: fresh`: an untrained compressor, fine-tuned on the run's genomes (direct arm
+    included), inside the portfolio; it resumes bit-identically like any run."""
+    cfg = _cfg()
+    cfg.update(compressor="fresh", finetune={"enabled": True, "every": 3, "steps": 5, "reencode_steps": 3})
+    full = LatentEvolution(task, None, None, cfg)
+    for _ in range(8):
+        full.step()
+    tunes = [e for e in full.events if e["event"] == "finetune"]
+    assert len(tunes) == 2 and all(e["loss_after"] < e["loss_before"] for e in tunes)
+    assert full.archive.count > 0 and set(full.switcher.played) == {"latent", "direct"}
+    part = LatentEvolution(task, None, None, cfg)
+    for _ in range(4):
+        part.step()
+    part.save(tmp_path)
+    resumed = LatentEvolution(task, None, None, cfg)
+    resumed.load(tmp_path)
+    for _ in range(4):
+        resumed.step()
+    assert resumed.history == full.history
+    assert torch.equal(resumed.best_genome, full.best_genome)
+
+
+def test_fresh_compressor_without_finetuning_is_refused(task):
+    cfg = _cfg()
+    cfg["compressor"] = "fresh"
+    with pytest.raises(ConfigError, match="fresh needs finetune.enabled"):
+        LatentEvolution(task, None, None, cfg)

@@ -151,7 +151,8 @@ class FinetuneConfig:
 class EvolveConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    #: path of a pretrained compressor directory (`Compressor.from_pretrained`); None = direct
+    #: path of a pretrained compressor directory (`Compressor.from_pretrained`); None = direct;
+    #: "fresh" = an untrained one that online fine-tuning trains on this run's genomes alone
     compressor: str | None = None
     #: auto = latent with a compressor, direct without
     mode: Mode = "auto"
@@ -207,6 +208,11 @@ class EvolveConfig:
             )
         if tensors and not self.switch.enabled:
             raise ConfigError("switch.tensors: set, but switch.enabled is false (nothing uses it)")
+        if self.compressor == "fresh" and not self.finetune.enabled:
+            raise ConfigError(
+                "compressor: fresh needs finetune.enabled (an untrained compressor learns only "
+                "from the run's genomes)"
+            )
         pf = self.portfolio
         if pf.enabled:
             if self.switch.enabled:

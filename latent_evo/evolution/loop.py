@@ -35,7 +35,7 @@ from latent_evo.evolution import spaces as S
 from latent_evo.evolution.checkpoint import load_checkpoint, save_checkpoint
 from latent_evo.evolution.config import EvolveConfig
 from latent_evo.evolution.distributed import is_main, shard_map
-from latent_evo.evolution.finetune import Archive, finetune_and_reencode
+from latent_evo.evolution.finetune import Archive, finetune_and_reencode, fresh_compressor
 from latent_evo.evolution.hybrid import (
     SEED_STRATEGY,
     Switcher,
@@ -164,7 +164,10 @@ class LatentEvolution:
         if self.cfg.mode == "direct":
             return None
         compressor = compressor if compressor is not None else self.cfg.compressor
-        if isinstance(compressor, str | Path):
+        if isinstance(compressor, str) and compressor == "fresh":  # learns from this run alone
+            gen = torch.Generator().manual_seed(self.cfg.seed + 7)
+            compressor = fresh_compressor(self.task, gen)
+        elif isinstance(compressor, str | Path):
             from latent_evo.compressor.hub import load_compressor
 
             compressor = load_compressor(compressor)

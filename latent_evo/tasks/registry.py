@@ -25,7 +25,7 @@ _TASK_ARGS = [p for p in inspect.signature(Task.__init__).parameters if p not in
 
 @dataclass(frozen=True)
 class TaskEntry:
-    dataset: str  # mnist1d | digits | digits40 | text | mnist | cifar10 | cifar100
+    dataset: str  # mnist1d | digits | digits40 | synth40 | text | mnist | cifar10 | cifar100
     # a `latent_evo.models.build_model` family name, or your own factory `(**model) -> nn.Module`
     # (classification: it receives `num_classes=` unless `model` sets it)
     family: str | Callable[..., torch.nn.Module]
@@ -60,6 +60,12 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
     "digits40-mlp": TaskEntry("digits40", "mlp", {"in_features": 40, "hidden": (100, 100)},
                               description="digits on 40 principal components, MLP "
                               "40-100-100-10 (the mnist1d-mlp architecture; another dataset)"),
+    "synth40-clusters-mlp": TaskEntry("synth40", "mlp", {"in_features": 40, "hidden": (100, 100)},
+                                      data={"kind": "clusters"}, description="synthetic "
+                                      "10-class clusters, 40 features, MLP 40-100-100-10"),
+    "synth40-clusters-b-mlp": TaskEntry("synth40", "mlp", {"in_features": 40, "hidden": (100, 100)},
+                                        data={"kind": "clusters", "seed": 1}, description="as "
+                                        "synth40-clusters-mlp, another draw of the generator"),
     "digits-mlp": TaskEntry("digits", "mlp", {"in_features": 64, "hidden": (64, 64)},
                             description="sklearn digits 8x8, MLP 64-64-64-10"),
     "digits-mlp-tiny": TaskEntry("digits", "mlp", {"in_features": 64, "hidden": (16,)},
@@ -95,6 +101,7 @@ _LOADERS: dict[str, Callable[..., Any]] = {
     "mnist1d": D.load_mnist1d,
     "digits": D.load_digits,
     "digits40": D.load_digits40,
+    "synth40": D.load_synth40,
     "text": D.load_text,
     "mnist": lambda **kw: D.load_torchvision("mnist", **kw),
     "cifar10": lambda **kw: D.load_torchvision("cifar10", **kw),
