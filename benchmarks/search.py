@@ -43,6 +43,7 @@ SWITCH = {
     "tol": 2e-3,
     "strategy": {"name": "openai_es", "popsize": POP, "hparams": {"sigma_init": 0.02, "lr": 0.01}},
 }
+FINETUNE = {"enabled": True, "every": 10, "steps": 10}
 PORTFOLIO = {"enabled": True, "direct": [[]], "strategy": SWITCH["strategy"]}
 OUTPUT_LAYER = ["<output layer>"]  # placeholder: `output_layer(task.spec)` at run time
 DIRECT_CMA_MAX_DIM = 2000  # full-covariance CMA-ES: d x d matrix and O(d^2)+ work per generation
@@ -68,12 +69,18 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         "residual-cma-zoo-switch-head": {**cma, "mode": "residual",
                                          "switch": {**SWITCH, "tensors": OUTPUT_LAYER},
                                          "init": {"kind": "zoo", "top_k": 1}},
-        # the default search: residual latent CMA-ES and direct OpenAI-ES share the budget by
-        # the progress each makes (latent_evo.evolution.portfolio); -head adds an arm over the
-        # output layer alone
-        "portfolio": {**cma, "mode": "residual", "portfolio": PORTFOLIO},
-        "portfolio-head": {**cma, "mode": "residual",
-                           "portfolio": {**PORTFOLIO, "direct": [[], OUTPUT_LAYER]}},
+        # the default search: latent CMA-ES and direct OpenAI-ES share the budget by the
+        # progress each makes (latent_evo.evolution.portfolio); -head adds an arm over the
+        # output layer alone, -residual searches decoded changes around the best instead
+        "portfolio": {**cma, "portfolio": PORTFOLIO},
+        "portfolio-head": {**cma, "portfolio": {**PORTFOLIO, "direct": [[], OUTPUT_LAYER]}},
+        "portfolio-residual": {**cma, "mode": "residual", "portfolio": PORTFOLIO},
+        # + online fine-tuning on every genome the run evaluates (direct arm's included)
+        "portfolio-finetune": {**cma, "portfolio": PORTFOLIO, "finetune": FINETUNE},
+        # no pretrained compressor: an untrained one learns from this run's genomes alone
+        # (residual: a fresh decoder's image holds no network, its differences are directions)
+        "portfolio-fresh": {**cma, "mode": "residual", "portfolio": PORTFOLIO,
+                            "finetune": FINETUNE, "compressor": "fresh", "init": {"kind": "task"}},
         "latent-ga": dict(mode="latent", strategy="ga", popsize=POP,
                           strategy_hparams={"mutation_sigma": 0.2}, init={"kind": "prior"}),
         "latent-openai-es": dict(mode="latent", strategy="openai_es", popsize=POP,
@@ -113,8 +120,11 @@ LABELS = {
     "residual-cma-zoo-switch": "residual CMA-ES around the best zoo checkpoint + switch",
     "residual-cma-zoo-switch-head": "residual CMA-ES around the best zoo checkpoint + switch to "
     "the output layer",
-    "portfolio": "portfolio: residual latent CMA-ES, direct OpenAI-ES",
-    "portfolio-head": "portfolio: residual latent CMA-ES, direct OpenAI-ES, output layer",
+    "portfolio": "portfolio: latent CMA-ES, direct OpenAI-ES (the default search)",
+    "portfolio-head": "portfolio: latent CMA-ES, direct OpenAI-ES, output layer",
+    "portfolio-residual": "portfolio: residual latent CMA-ES, direct OpenAI-ES",
+    "portfolio-finetune": "portfolio + online fine-tuning",
+    "portfolio-fresh": "portfolio, fresh compressor trained online (no pretraining)",
     "latent-ga": "latent GA",
     "latent-openai-es": "latent OpenAI-ES",
     "latent-finetune": "latent CMA-ES + online fine-tuning",
@@ -183,6 +193,8 @@ def run_method(
         opts["init"]["path"] = str(zoo)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
+    if opts.get("compressor") == "fresh":  # the run builds its own
+        comp = opts.pop("compressor")
     res = evolve(
         task=task, compressor=comp if opts["mode"] != "direct" else None, evaluations=budget,
         generations=None, seed=seed, device="cpu", progress=progress, eval_every=eval_every,
