@@ -12,7 +12,13 @@ def test_demo_writes_table_plot_and_json(tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    methods = ("latent CMA-ES + switch", "direct GA", "direct OpenAI-ES", "SGD (Adam", "best zoo")
+    methods = (
+        "default search: latent CMA-ES",
+        "direct GA",
+        "direct OpenAI-ES",
+        "SGD (Adam",
+        "best zoo",
+    )
     for method in methods:
         assert method in printed
     results = json.loads((out / "results.json").read_text())
