@@ -389,3 +389,21 @@ def test_build_model_presets_and_errors():
         CifarResNet(depth=10)
     with pytest.raises(ValueError, match=r"CNN1d expects \(B, 40\)"):
         CNN1d()(torch.randn(2, 41))
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["fitness", "zoo-training"])
+def test_gpt2_attention_under_vmap_never_falls_back_to_a_loop(grad):
+    """A population's GPT-2 attention runs batched (the fused kernel over population x batch via
+    its vmap rule; under grad the written-out attention), never torch's per-sample fallback."""
+    import warnings
+
+    factory, x = CASES["gpt2"]
+    models = make_population(factory, 3)
+    stacked = {k: v.requires_grad_(grad) for k, v in stack(models).items()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*batching rule")  # the fallback loop warns
+        with torch.set_grad_enabled(grad):
+            out = population_forward(models[0], stacked, x)
+    with torch.no_grad():
+        ref = torch.stack([m(x) for m in models])
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-4, atol=1e-5)

@@ -7,9 +7,11 @@ transposes. `lm_head.weight` is tied to `transformer.wte.weight`: `named_paramet
 genome) holds it once; `torch.func.functional_call` keeps the tie when given only the wte tensor
 (given both tied names it raises, as it does for any tied module).
 
-Under `vmap` on CPU, `F.scaled_dot_product_attention` has no batching rule for its CPU flash
-kernel; torch falls back to a loop over the vmapped dimension (with a one-time warning). That is
-correct and, for small models, about as fast as any batched alternative we measured.
+Under `vmap` (a population's fitness), `F.scaled_dot_product_attention` has no batching rule for
+its CPU flash kernel, and torch would fall back to a Python loop over the population. So under
+vmap the attention is written out (scores, causal mask, softmax, readout): plain batched matmuls
+that vmap turns into one kernel per op for the whole population (`benchmarks/results/speed.md`).
+Outside vmap the fused kernel runs, as it should for one model.
 """
 
 from __future__ import annotations
@@ -87,6 +89,41 @@ class Conv1D(nn.Module):
         return x @ self.weight + self.bias
 
 
+@torch.library.custom_op("latent_evo::causal_sdpa", mutates_args=())
+def causal_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The fused causal attention kernel as an op with a vmap rule: a population's attention
+    is one kernel call over (population x batch), not a loop over the population."""
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+@causal_sdpa.register_fake
+def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(q)
+
+
+def _causal_sdpa_vmap(info, in_dims, q, k, v):
+    # fold the vmapped (population) dim into the batch dim: (P, B, nh, T, hs) -> (P*B, ...)
+    qkv = [
+        x.movedim(d, 0) if d is not None else x.expand(info.batch_size, *x.shape)
+        for x, d in zip((q, k, v), in_dims, strict=True)
+    ]
+    P, B = qkv[0].shape[:2]
+    y = causal_sdpa(*(x.flatten(0, 1) for x in qkv))  # (P*B, nh, T, hs)
+    return y.unflatten(0, (P, B)), 0
+
+
+causal_sdpa.register_vmap(_causal_sdpa_vmap)
+
+
+def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / √hs + causal mask) v, from ops that all have vmap batching rules."""
+    T = q.shape[-2]
+    att = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)  # (B, nh, T, T)
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)  # (T, T) j > i
+    att = att.masked_fill(future, float("-inf")).softmax(dim=-1)
+    return att @ v  # (B, nh, T, hs)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -101,7 +138,14 @@ class CausalSelfAttention(nn.Module):
         q = q.reshape(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.reshape(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.reshape(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        if torch._C._functorch.is_batchedtensor(q):  # a population under vmap: no fallback loop
+            # fitness: the fused kernel over the whole population; under vmap(grad) (zoo
+            # training) the written-out attention, whose ops all have autograd and vmap rules
+            # (inside vmap `requires_grad` does not show the outer graph: ask the grad mode)
+            fused = not torch.is_grad_enabled()
+            y = causal_sdpa(q, k, v) if fused else _causal_attention(q, k, v)  # (B, nh, T, hs)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble the heads side by side
         return self.c_proj(y)
 
