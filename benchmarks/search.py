@@ -96,6 +96,10 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         "direct-openai-es": dict(mode="direct", strategy="openai_es", popsize=POP,
                                  strategy_hparams={"sigma_init": 0.02, "lr": 0.01},
                                  init={"kind": "task"}),
+        # low-rank (rank 4) noise per weight matrix; the shapes come from the genome's tensors
+        "direct-eggroll": dict(mode="direct", strategy="eggroll", popsize=POP,
+                               strategy_hparams={"sigma_init": 0.02, "lr": 0.01, "rank": 4},
+                               init={"kind": "task"}),
         "direct-cma": dict(mode="direct", strategy="cma_es", popsize=POP,
                            strategy_hparams={"sigma_init": 0.02}, init={"kind": "task"}),
     }  # fmt: skip
@@ -132,6 +136,7 @@ LABELS = {
     "direct-ga": "direct GA",
     "direct-snes": "direct SNES",
     "direct-openai-es": "direct OpenAI-ES",
+    "direct-eggroll": "direct EGGROLL (rank 4)",
     "direct-cma": "direct CMA-ES",
     "sgd": "SGD (Adam)",
     "zoo-best": "best zoo checkpoint",
