@@ -178,3 +178,25 @@ def test_fresh_compressor_without_finetuning_is_refused(task):
     cfg["compressor"] = "fresh"
     with pytest.raises(ConfigError, match="fresh needs finetune.enabled"):
         LatentEvolution(task, None, None, cfg)
+
+
+def test_prior_init_with_samples_starts_from_the_best_sample(task, compressor):
+    """init.samples: N prior samples are decoded, evaluated (counted) and the ES starts at the
+    best one; with 0 the start is the first draw, unevaluated (as before)."""
+    from latent_evo.evolution.sources import prior_codes
+
+    cfg = _cfg()
+    cfg.update(mode="latent", init={"kind": "prior", "samples": 40})
+    run = LatentEvolution(task, compressor, None, cfg)
+    run.initialize()
+    assert run.evaluations == 40
+    codes, f, _ = prior_codes(compressor, 40, 0, run._evaluate_genomes)
+    assert torch.equal(run.strategy.mean, codes[0]) and run.best_fitness == float(f[0])
+    assert bool((f[1:] >= f[0]).all())
+    cfg["init"] = {"kind": "prior"}
+    plain = LatentEvolution(task, compressor, None, cfg)
+    plain.initialize()
+    assert plain.evaluations == 0
+    assert torch.equal(plain.strategy.mean, prior_codes(compressor, 8, 0)[0][0])
+    with pytest.raises(ConfigError, match="init.samples"):
+        LatentEvolution(task, compressor, None, {**cfg, "init": {"kind": "prior", "samples": -1}})

@@ -45,6 +45,9 @@ class InitConfig:
     kind: Literal["prior", "zoo", "network", "task", "zeros"] = "task"
     path: str | None = None
     top_k: int = 8
+    #: prior: evaluate this many samples and start from the best (0: start from the first
+    #: sample, unevaluated); a bad first draw is what a short search cannot recover from
+    samples: int = 0
 
 
 @dataclass
@@ -199,6 +202,8 @@ class EvolveConfig:
             )
         if self.init.kind not in ("prior", "zoo", "network", "task", "zeros"):
             raise ConfigError(f"init.kind: unknown {self.init.kind!r}")
+        if self.init.samples < 0:
+            raise ConfigError(f"init.samples: must be >= 0, got {self.init.samples}")
         if self.init.kind in ("zoo", "network") and not self.init.path:
             raise ConfigError(f"init.path: init.kind={self.init.kind!r} needs a path")
         tensors = self.switch.tensors

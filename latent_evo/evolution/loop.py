@@ -48,6 +48,7 @@ from latent_evo.evolution.hybrid import (
     unprefixed,
 )
 from latent_evo.evolution.portfolio import Portfolio
+from latent_evo.evolution.sources import load_network_genome, load_zoo_genomes, prior_codes
 from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.strategies import Strategy
 from latent_evo.strategies.shaping import sanitize_fitness
@@ -231,8 +232,6 @@ class LatentEvolution:
     def initialize(self) -> None:
         """Place the strategy (and residual base) according to `cfg.init`; evaluations spent on
         choosing a starting point (zoo top-k, residual base) are counted."""
-        from latent_evo.evolution.sources import load_network_genome, load_zoo_genomes
-
         cfg, strat = self.cfg.init, self.strategy
         P = strat.popsize
         genomes: Tensor | None = None
@@ -250,9 +249,13 @@ class LatentEvolution:
         elif cfg.kind == "prior":
             if self.compressor is None:
                 raise ValueError("init.kind='prior' needs a compressor")
-            codes = self.compressor.sample(
-                P, torch.Generator(self.device).manual_seed(self.cfg.seed)
-            )
+            n, scored = max(P, cfg.samples), cfg.samples > 0  # scored: start from the best
+            score = self._evaluate_genomes if scored else None
+            codes, f, g = prior_codes(self.compressor, n, self.cfg.seed, score)
+            if scored:
+                self.evaluations += n
+                self._record_best(f, g)
+                genomes = g[:1]  # a residual search's base: the best sample
         if self.cfg.mode == "residual":
             self._init_residual(genomes, codes)
         elif genomes is not None or codes is not None:
@@ -267,8 +270,6 @@ class LatentEvolution:
         self.initialized = True
 
     def _init_residual(self, genomes: Tensor | None, codes: Tensor | None) -> None:
-        from latent_evo.evolution.sources import load_network_genome
-
         space: S.ResidualSpace = self.space  # type: ignore[assignment]
         if self.cfg.residual.base:
             base = load_network_genome(self.cfg.residual.base, self.task.spec).to(self.device)

@@ -1,4 +1,5 @@
-"""Where a run's first genomes come from besides the task's own inits: one network file, a zoo.
+"""Where a run's first genomes come from besides the task's own inits: one network file, a zoo,
+the compressor's prior.
 
 Both check the architecture against the task's `GenomeSpec` and name the file and the
 mismatching tensor; a zoo is read through `ZooDataset`, the one zoo reader of the project.
@@ -6,8 +7,11 @@ mismatching tensor; a zoo is read through `ZooDataset`, the one zoo reader of th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -39,3 +43,20 @@ def load_zoo_genomes(path: str | Path, spec: GenomeSpec) -> Tensor:
             f"{ds.spec.describe_mismatch(spec)}"
         )
     return ds.genomes()
+
+
+def prior_codes(
+    compressor: Any, n: int, seed: int, evaluate: Callable[[Tensor], Tensor] | None = None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """`n` codes drawn from the compressor's prior (seeded). With `evaluate` (genomes -> fitness,
+    counted by the caller) they are decoded, evaluated and returned best first, with their
+    fitness and genomes; without, in draw order and (codes, None, None)."""
+    device = next(iter(compressor.parameters())).device
+    codes = compressor.sample(n, torch.Generator(device).manual_seed(seed))  # (n, s)
+    if evaluate is None:
+        return codes, None, None
+    with torch.no_grad():
+        genomes = compressor.decode_genomes(codes)  # (n, n_params)
+    f = evaluate(genomes)
+    order = torch.argsort(torch.nan_to_num(f, nan=float("inf")), stable=True)
+    return codes[order], f[order], genomes[order]
