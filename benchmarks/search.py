@@ -53,6 +53,9 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
     """Every evolutionary method's `evolve` options (step sizes fixed a priori, not tuned here)."""
     cma = dict(mode="latent", strategy="cma_es", popsize=POP, strategy_hparams={"sigma_init": 0.5},
                init={"kind": "prior"})  # fmt: skip
+    # the default search: starts from the best of 256 prior samples (a bad first draw is what
+    # a short search cannot recover from), then the latent / direct portfolio
+    default = {**cma, "init": {"kind": "prior", "samples": 256}, "portfolio": PORTFOLIO}
     return {
         "latent-cma": cma,
         "latent-cma-switch": {**cma, "switch": SWITCH},
@@ -72,11 +75,11 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         # the default search: latent CMA-ES and direct OpenAI-ES share the budget by the
         # progress each makes (latent_evo.evolution.portfolio); -head adds an arm over the
         # output layer alone, -residual searches decoded changes around the best instead
-        "portfolio": {**cma, "portfolio": PORTFOLIO},
-        "portfolio-head": {**cma, "portfolio": {**PORTFOLIO, "direct": [[], OUTPUT_LAYER]}},
+        "portfolio": default,
+        "portfolio-head": {**default, "portfolio": {**PORTFOLIO, "direct": [[], OUTPUT_LAYER]}},
         "portfolio-residual": {**cma, "mode": "residual", "portfolio": PORTFOLIO},
         # + online fine-tuning on every genome the run evaluates (direct arm's included)
-        "portfolio-finetune": {**cma, "portfolio": PORTFOLIO, "finetune": FINETUNE},
+        "portfolio-finetune": {**default, "finetune": FINETUNE},
         # no pretrained compressor: an untrained one learns from this run's genomes alone
         # (residual: a fresh decoder's image holds no network, its differences are directions)
         "portfolio-fresh": {**cma, "mode": "residual", "portfolio": PORTFOLIO,
