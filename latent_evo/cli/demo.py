@@ -38,7 +38,8 @@ def _methods(budget: int, popsize: int) -> dict[str, dict[str, Any]]:
     return {
         "default search: latent CMA-ES + direct OpenAI-ES portfolio": dict(
             mode="latent", strategy="cma_es", popsize=popsize, strategy_hparams={"sigma_init": 0.5},
-            init={"kind": "prior"}, portfolio={"enabled": True, "strategy": direct_es},
+            init={"kind": "prior", "samples": min(256, budget // 40)},
+            portfolio={"enabled": True, "strategy": direct_es},
         ),
         "direct GA": dict(
             mode="direct", strategy="ga", popsize=popsize, strategy_hparams={"mutation_sigma": 0.02},
