@@ -78,6 +78,7 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         "portfolio": default,
         "portfolio-head": {**default, "portfolio": {**PORTFOLIO, "direct": [[], OUTPUT_LAYER]}},
         "portfolio-residual": {**cma, "mode": "residual", "portfolio": PORTFOLIO},
+        "portfolio-first-draw": {**cma, "portfolio": PORTFOLIO},  # no prior samples evaluated
         # + online fine-tuning on every genome the run evaluates (direct arm's included)
         "portfolio-finetune": {**default, "finetune": FINETUNE},
         # no pretrained compressor: an untrained one learns from this run's genomes alone
@@ -130,6 +131,7 @@ LABELS = {
     "portfolio": "portfolio: latent CMA-ES, direct OpenAI-ES (the default search)",
     "portfolio-head": "portfolio: latent CMA-ES, direct OpenAI-ES, output layer",
     "portfolio-residual": "portfolio: residual latent CMA-ES, direct OpenAI-ES",
+    "portfolio-first-draw": "portfolio, latent CMA-ES from the first prior draw",
     "portfolio-finetune": "portfolio + online fine-tuning",
     "portfolio-fresh": "portfolio, fresh compressor trained online (no pretraining)",
     "latent-ga": "latent GA",
