@@ -180,8 +180,11 @@ def _markdown(r: dict) -> str:
         f"| population, low-rank deltas applied on the fly | {r['population_s']:.2f} | "
         f"{r['population_tokens_per_s']:,.0f} | {r['peak_mb']['population']:,.0f} MiB |", "",
         f"- throughput ratio population / base: **{r['ratio']:.3f}x**",
-        f"- extra peak memory per member over the base pass: {per_member:,.1f} MiB "
-        f"(model weights {r['model_mb']:,.0f} MiB; all members' factors {r['factors_mb_all_members']:,.1f} MiB)",
+        f"- extra peak memory per member over the base pass: {per_member:,.1f} MiB (a negative "
+        "value is measurement noise: both passes peak at their activations and logits)",
+        f"- what each member costs to hold: its factors, {r['factors_mb_all_members'] / r['pop']:,.1f} "
+        f"MiB = {100 * r['factors_mb_all_members'] / r['pop'] / r['model_mb']:.2f} % of the model's "
+        f"weights ({r['model_mb']:,.0f} MiB); a materialised member would be a full copy",
         f"- materialising one member's full state dict from its factors: {r['materialize_one_s']:.2f} s",
         "",
     ])  # fmt: skip
