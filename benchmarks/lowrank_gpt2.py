@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--weights", default=None, help="local GPT-2 safetensors (public names)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--chunk", type=int, default=0, help="members per forward (0 = all at once)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
         from latent_evo.models import load_gpt2_state_dict
 
         model.load_state_dict(load_gpt2_state_dict(args.weights), strict=False)
-    model.to(dev)
+    dtype = getattr(torch, args.dtype)
+    model.to(dev, dtype)
     names = linear_layers(model, include="transformer.h.")
     g = torch.Generator().manual_seed(1)
     factors = {}
@@ -96,21 +99,28 @@ def main(argv: list[str] | None = None) -> dict:
         n_in, n_out = layer_dims(model, name)
         a = 0.01 * torch.randn(args.pop, n_out, args.rank, generator=g)
         b = 0.01 * torch.randn(args.pop, n_in, args.rank, generator=g)
-        factors[name] = (a.to(dev), b.to(dev))
+        factors[name] = (a.to(dev, dtype), b.to(dev, dtype))
     factor_mb = sum(a.numel() + b.numel() for a, b in factors.values()) * 4 / 2**20
     idx = torch.randint(0, cfg.vocab_size, (args.seqs, args.tokens), generator=g).to(dev)
-    base_idx = idx.repeat(args.pop, 1)  # the same b = pop * seqs sequences for both paths
+    chunk = args.chunk or args.pop  # members per forward: bounds the logits' memory
+    base_idx = idx.repeat(chunk, 1)  # the same chunk * seqs sequences for both paths
 
     def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    def run_base():
-        return model(base_idx)
+    def run_base():  # plain batched inference over the same pop * seqs sequences
+        return [model(base_idx[: (min(c + chunk, args.pop) - c) * args.seqs]).float().mean()
+                for c in range(0, args.pop, chunk)]  # fmt: skip
 
     def run_pop():
-        with low_rank_population(model, factors):
-            return model(base_idx)
+        out = []
+        for c in range(0, args.pop, chunk):
+            part = {k: (a[c : c + chunk], b[c : c + chunk]) for k, (a, b) in factors.items()}
+            n = min(c + chunk, args.pop) - c
+            with low_rank_population(model, part):
+                out.append(model(base_idx[: n * args.seqs]).float().mean())
+        return out
 
     times = {"base": [], "population": []}
     mem = {}
@@ -144,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     res = {
         "preset": args.preset, "params": sum(p.numel() for p in model.parameters()),
         "matrices": len(names), "pop": args.pop, "seqs": args.seqs, "tokens": args.tokens,
-        "rank": args.rank, "device": str(dev), "threads": args.threads,
+        "rank": args.rank, "device": str(dev), "threads": args.threads, "chunk": chunk,
+        "dtype": args.dtype,
         "base_s": med["base"], "population_s": med["population"],
         "base_tokens_per_s": tokens / med["base"], "population_tokens_per_s": tokens / med["population"],
         "ratio": med["base"] / med["population"], "materialize_one_s": t_mat,
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     }  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"lowrank_gpt2_{args.preset}_{dev.type}"
+    stem = f"lowrank_gpt2_{args.preset}_{dev.type}" + (f"_p{args.pop}" if args.pop != 16 else "")
     prov["load_avg_end"] = __import__("os").getloadavg()[0]
     (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
     (out / f"{stem}.md").write_text(_markdown(res))
@@ -171,7 +182,8 @@ def _markdown(r: dict) -> str:
         *provenance_md(r["provenance"]), "",
         f"GPT-2 {r['preset']} ({r['params']:,} parameters), {r['matrices']} block matrices with a "
         f"rank-{r['rank']} delta per member, P = {r['pop']} members x {r['seqs']} sequences x "
-        f"{r['tokens']} tokens, {r['device']}, {r['threads']} thread(s); medians of "
+        f"{r['tokens']} tokens, {r['device']}, {r['threads']} thread(s), {r.get('dtype', 'float32')}, "
+        f"{r.get('chunk', r['pop'])} members per forward; medians of "
         f"{len(r['times']['base'])} repeats after a cold call, both paths alternating in one process.", "",
         "| path | wall s | tokens/s | peak memory growth (cold call) |",
         "|---|---:|---:|---:|",
