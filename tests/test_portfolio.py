@@ -154,7 +154,9 @@ def test_fresh_compressor_learns_from_the_run_alone(task, tmp_path):
     """`compressor: fresh`: an untrained compressor, fine-tuned on the run's genomes (direct arm
     included), inside the portfolio; it resumes bit-identically like any run."""
     cfg = _cfg()
-    cfg.update(compressor="fresh", finetune={"enabled": True, "every": 3, "steps": 5, "reencode_steps": 3})
+    cfg.update(
+        compressor="fresh", finetune={"enabled": True, "every": 3, "steps": 5, "reencode_steps": 3}
+    )
     full = LatentEvolution(task, None, None, cfg)
     for _ in range(8):
         full.step()

@@ -30,7 +30,7 @@ Factors = tuple[Tensor, Tensor]
 
 
 def _layout(module: nn.Module) -> str:
-    """"out_in" for nn.Linear's (out, in) weight, "in_out" for GPT-2's Conv1D (in, out)."""
+    """ "out_in" for nn.Linear's (out, in) weight, "in_out" for GPT-2's Conv1D (in, out)."""
     if isinstance(module, nn.Linear):
         return "out_in"
     if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):
@@ -113,9 +113,7 @@ def low_rank_population(model: nn.Module, factors: Mapping[str, Factors]) -> Ite
             h.remove()
 
 
-def materialize(
-    model: nn.Module, factors: Mapping[str, Factors], member: int
-) -> dict[str, Tensor]:
+def materialize(model: nn.Module, factors: Mapping[str, Factors], member: int) -> dict[str, Tensor]:
     """Member `member`'s full state dict (the deltas added to the weights): the slow,
     memory-hungry path, for checking and for exporting one network."""
     # parameters once each (a tied head appears under one name) and the buffers
