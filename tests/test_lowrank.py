@@ -64,3 +64,33 @@ def test_bad_factors_name_the_layer():
         more = _factors(model, ["layers.1"], 3, 2)
         with low_rank_population(model, {**good, **more}):
             pass
+
+
+@pytest.mark.parametrize("name", ["mnist1d-mlp-tiny", "text-gpt2-tiny"])
+def test_task_fitness_low_rank_equals_materialised_genomes(name):
+    """`Task.fitness_low_rank`: a population's fitness from factors alone, equal to the fitness
+    of the genomes the factors would build, around the task's model or a given base genome."""
+    from latent_evo.tasks import get_task
+
+    task = get_task(name)
+    model = task.model
+    names = linear_layers(model, include="transformer.h." if "gpt2" in name else "")
+    P = 5
+    factors = _factors(model, names, P, 2, scale=0.1)
+    base = task.init_genomes(1, torch.Generator().manual_seed(3))[0]
+    with torch.no_grad():
+        for b in (None, base):
+            f = task.fitness_low_rank(factors, base=b, members_per_pass=2)
+            if b is not None:  # materialise around the base: load it into a copy first
+                import copy
+
+                ref_model = copy.deepcopy(model)
+                for n_, t in task.params(b[None]).items():
+                    dict(ref_model.named_parameters()).get(n_, t).data.copy_(t[0])
+            else:
+                ref_model = model
+            genomes = torch.stack([
+                task.spec.flatten(materialize(ref_model, factors, p)) for p in range(P)
+            ])  # fmt: skip
+            torch.testing.assert_close(f, task.fitness_genomes(genomes), rtol=1e-4, atol=1e-5)
+    assert f.shape == (P,) and not torch.allclose(f[0], f[1])

@@ -272,6 +272,45 @@ class Task:
         """`(P, n)` genomes -> `(P,)` fitness."""
         return self.fitness(self.params(genomes), batch)
 
+    def fitness_low_rank(
+        self,
+        factors: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        base: torch.Tensor | None = None,
+        batch: Batch | None = None,
+        members_per_pass: int = 16,
+    ) -> torch.Tensor:
+        """`(P,)` fitness of a population of low-rank variants of one network, never building
+        their weights: member p is `base` (a `(n,)` genome; default the task model's own weights)
+        with layer `name` changed by A_p B_pᵀ, `factors[name] = (A (P, out, r), B (P, in, r))`
+        (`latent_evo.models.lowrank`). Equals `fitness_genomes` of the materialised members."""
+        from latent_evo.models.lowrank import low_rank_population
+
+        x, y = self.fitness_batch() if batch is None else batch
+        model = self.model
+        if base is not None:
+            model = copy.deepcopy(self.model)
+            params = {k: v[0] for k, v in self.params(base[None]).items()}
+            with torch.no_grad():
+                for name, t in [*model.named_parameters(), *model.named_buffers()]:
+                    if name in params:
+                        t.copy_(params[name])
+        population = next(iter(factors.values()))[0].shape[0]
+        out = []
+        for s in range(0, population, members_per_pass):
+            part = {k: (a[s : s + members_per_pass], b[s : s + members_per_pass])
+                    for k, (a, b) in factors.items()}  # fmt: skip
+            n = next(iter(part.values()))[0].shape[0]
+            with low_rank_population(model, part):
+                logits = model(x.repeat(n, *[1] * (x.dim() - 1)))  # (n * b, ...) member-major
+            logits = logits.reshape(n, x.shape[0], *logits.shape[1:])  # (n, b, ...)
+            out.append(torch.stack([self.loss_fn(logits[i], y) for i in range(n)]))
+        f = torch.cat(out)
+        bad = ~torch.isfinite(f)
+        if bool(bad.any()):
+            self.nonfinite_count += int(bad.sum())
+            f = torch.where(bad, torch.full_like(f, self.worst_fitness), f)
+        return f
+
     def _metric_fn(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         loss = self.loss_fn(out, y)
         m = {"loss": loss}
