@@ -1,0 +1,127 @@
+"""A task whose genome is low-rank adapters of a base task's network, evaluated unbuilt.
+
+    genome (P, d) = every member's factors [A_0, B_0, A_1, B_1, ...]  (A_l (out, r), B_l (in, r))
+    member p's network = the base network with layer l's weights + A_l B_lᵀ (LoRA-style)
+    fitness = base_task.fitness_low_rank(factors): shared base matmuls for the whole population
+              plus per-member (x B) Aᵀ, so no member's weights are ever built (models/lowrank.py)
+
+So any search runs over adapters of a large network through the usual `evolve()`: direct
+OpenAI-ES / EGGROLL over the factors (EGGROLL gets each factor's matrix shape from the spec), or a
+compressor pretrained on a zoo of such genomes. `init_genomes` follows LoRA: A = 0 and B small,
+so every fresh member is the base network itself. `model` is the base network carrying adapters
+(`LowRankNetwork`), so `EvolveResult.best_model` is a usable module.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from latent_evo.genome import GenomeSpec
+from latent_evo.models.lowrank import layer_dims, linear_layers, low_rank_population
+
+
+class Adapters(nn.Module):
+    """Rank-r factors of some linear layers: A[i] (out, r), B[i] (in, r) for layers[i]."""
+
+    def __init__(self, dims: list[tuple[int, int]], rank: int):
+        super().__init__()
+        self.A = nn.ParameterList(nn.Parameter(torch.zeros(o, rank)) for _, o in dims)
+        self.B = nn.ParameterList(nn.Parameter(torch.zeros(i, rank)) for i, _ in dims)
+
+
+class LowRankNetwork(nn.Module):
+    """The base network with its adapters applied (one network: the population axis is 1)."""
+
+    def __init__(self, base: nn.Module, layers: list[str], rank: int):
+        super().__init__()
+        self.base, self.layers = base, list(layers)
+        self.adapters = Adapters([layer_dims(base, n) for n in layers], rank)
+
+    def forward(self, x: Tensor) -> Tensor:
+        factors = {
+            name: (a[None], b[None])  # (1, out, r), (1, in, r)
+            for name, a, b in zip(self.layers, self.adapters.A, self.adapters.B, strict=True)
+        }
+        with low_rank_population(self.base, factors):
+            return self.base(x)
+
+
+class LowRankTask:
+    """`base_task`'s network with rank-`rank` adapters on `layers` (default: every nn.Linear /
+    Conv1D except a tied head; pass e.g. `linear_layers(model, "transformer.h.")`)."""
+
+    def __init__(
+        self,
+        base_task: Any,
+        rank: int = 4,
+        layers: list[str] | None = None,
+        init_scale: float = 0.02,
+        base_genome: Tensor | None = None,
+    ):
+        if rank < 1:
+            raise ValueError(f"LowRankTask: rank must be >= 1, got {rank}")
+        self.base_task, self.rank, self.init_scale = base_task, int(rank), float(init_scale)
+        self.layers = list(layers) if layers is not None else linear_layers(base_task.model)
+        if not self.layers:
+            raise ValueError("LowRankTask: the base network has no nn.Linear / Conv1D layer")
+        self.base_genome = base_genome
+        self.model = LowRankNetwork(base_task.model, self.layers, self.rank)
+        holder = nn.Module()
+        holder.adapters = self.model.adapters  # the genome: the adapters alone, named as in model
+        self.spec = GenomeSpec.from_module(holder)
+        self.name = f"{getattr(base_task, 'name', 'task')}+rank{self.rank}"
+        if hasattr(base_task, "batch"):
+            self.batch = base_task.batch
+
+    @property
+    def device(self) -> torch.device:
+        return self.base_task.device
+
+    def to(self, device: str | torch.device) -> LowRankTask:
+        self.base_task.to(device)
+        self.model.to(device)
+        if self.base_genome is not None:
+            self.base_genome = self.base_genome.to(device)
+        return self
+
+    def factors(self, genomes: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """`(P, d)` genomes -> {layer: (A (P, out, r), B (P, in, r))}."""
+        sd = self.spec.unflatten(genomes)  # {name: (P, *shape)}
+        return {
+            name: (sd[f"adapters.A.{i}"], sd[f"adapters.B.{i}"])
+            for i, name in enumerate(self.layers)
+        }
+
+    def fitness_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
+        return self.base_task.fitness_low_rank(self.factors(genomes), self.base_genome, batch)
+
+    def init_genomes(self, population: int, generator: torch.Generator | None = None) -> Tensor:
+        """LoRA's start: A = 0, B ~ N(0, init_scale²), so each member is the base network."""
+        g = torch.randn(population, self.spec.numel, generator=generator) * self.init_scale
+        sd = self.spec.unflatten(g)
+        for i in range(len(self.layers)):
+            sd[f"adapters.A.{i}"].zero_()
+        return self.spec.flatten_batch(sd).to(self.spec.dtype)
+
+    def network_genome(self, genome: Tensor) -> Tensor:
+        """The base task's `(n,)` genome of the network `genome`'s adapters build (materialised)."""
+        from latent_evo.models.lowrank import materialize
+
+        base = self.base_task
+        factors = self.factors(genome[None])  # {layer: (A (1, out, r), B (1, in, r))}
+        model = base.model
+        if self.base_genome is not None:  # a copy carrying the base genome; the task's is kept
+            model = copy.deepcopy(base.model)
+            params = base.spec.unflatten(self.base_genome)
+            with torch.no_grad():
+                for name, t in model.named_parameters():
+                    if name in params:
+                        t.copy_(params[name])
+        return base.spec.flatten(materialize(model, factors, 0))
+
+    def evaluate(self, genome: Tensor) -> dict[str, float]:
+        return self.base_task.evaluate(self.network_genome(genome))
