@@ -34,6 +34,7 @@ from latent_evo.compressor.base import _HUB, REGULARIZERS, GenomeAutoencoder
 from latent_evo.compressor.decoder import TokenBlock, WindowLayout, positive_around_base
 from latent_evo.compressor.layers import AttentionPool, Block, CrossBlock, fourier_features
 from latent_evo.compressor.mixin import FORMAT_VERSION, CompressorFormatError, SafeHubMixin
+from latent_evo.compressor.raw_bank import RawBankCache, raw_bank, raw_segments, write_runs
 from latent_evo.compressor.tokenizer import Tokenizer, TokenMeta
 from latent_evo.genome import KINDS, GenomeError
 
@@ -192,6 +193,8 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
         is_pos = torch.isin(tok.meta.tensor_index, torch.tensor(positive, dtype=torch.long))
         self._positive_tokens = is_pos.nonzero().squeeze(1)  # (T_pos,)
         self._cache: tuple | None = None  # (key, {name: ...}) per-token decoder features
+        self._segments: list | None = None  # token runs of the raw-unit decode (raw_bank.py)
+        self._bank_cache = RawBankCache()  # their raw-unit banks
 
     # ---- construction and the base genome ---------------------------------------------------
     @classmethod
@@ -392,97 +395,52 @@ class Compressor(GenomeAutoencoder, SafeHubMixin, **_HUB):
             out[:, lo:hi] = self._decode_windows(kv, w_lo, w_hi, cached)  # (P, T_b, C)
         return out
 
-    def _raw_segments(self) -> list[tuple[int, int, int, int, int]] | None:
-        """Runs of tokens (lo, hi, L, genome offset, tensor) whose real values are the first L
-        slots of each token and sit back to back in the genome: the fast path of
-        `decode_genomes` writes a run with one batched matmul. None when some token's values
-        are not a prefix of its slots (then the generic path decodes)."""
-        if getattr(self, "_segments", None) is not None:
-            return self._segments
-        mask = self.tokenizer.mask.cpu()  # (T, C)
-        lengths = mask.sum(1)  # (T,)
-        if not torch.equal(mask, torch.arange(mask.shape[1])[None] < lengths[:, None]):
-            return None
-        tensor = self.tokenizer.meta.tensor_index.cpu()  # (T,)
-        segs, g, t = [], 0, 0
-        T = len(lengths)
-        while t < T:
-            u = t
-            while u < T and lengths[u] == lengths[t] and tensor[u] == tensor[t]:
-                u += 1
-            segs.append((t, u, int(lengths[t]), g, int(tensor[t])))
-            g += (u - t) * int(lengths[t])
-            t = u
-        self._segments = segs
-        return segs
-
     def decode_genomes(self, z: torch.Tensor, block_size: int | None = None) -> torch.Tensor:
         """(P, s) codes -> (P, n) raw genomes in the spec's dtype, equal (to float rounding) to
         `detokenize(decode(z))`. Each token's bank is mixed straight into its real slots, in raw
-        units (base and bank denormalised per tensor), so the padded (P, T, C) grid of
-        normalised tokens -- most of the decode time for rows shorter than C -- is never built."""
-        segs = self._raw_segments() if self.bank is not None else None
-        if segs is None or self._positive_tokens.numel():  # constrained tensors: generic path
+        units (`raw_bank.py`), so the padded (P, T, C) grid of normalised tokens -- most of the
+        decode time for rows shorter than C -- is never built."""
+        if self._segments is None and self.bank is not None:
+            self._segments = raw_segments(self.tokenizer.mask, self.tokenizer.meta.tensor_index)
+        segs = self._segments if self.bank is not None else None
+        if not segs or self._positive_tokens.numel():  # constrained tensors: generic path
             return super().decode_genomes(z, block_size)
         z = self._check_z(z)
         self._follow_device()
         kv = self._latent_kv(z)
         cached = self._cached_features()
-        P = z.shape[0]
-        banks = self._raw_banks(segs)  # None: too large to hold, built per block below
-        # autograd cannot flow through `out=`; with grad on, the same product is copied in
-        differentiable = torch.is_grad_enabled() and (
-            z.requires_grad or any(p.requires_grad for p in self.parameters())
-        )
-        out = z.new_empty(P, self.spec.numel)  # (P, n)
-        blocks = self._window_blocks(0, self._layout.num_windows, block_size, z.shape[0])
-        for w_lo, w_hi in blocks:
+        banks = self._raw_banks(segs)  # None: not cached, built per block below
+        tok = self.tokenizer
+
+        def bank_of(j: int, a: int, b: int) -> torch.Tensor:
+            if banks is not None:
+                return banks[j][a - segs[j][0] : b - segs[j][0]]
+            i, L = segs[j][4], segs[j][2]
+            return raw_bank(self.bank[a:b], self.base[a:b], tok.mean[i], tok.std[i], L)
+
+        out = z.new_empty(z.shape[0], self.spec.numel)  # (P, n)
+        for w_lo, w_hi in self._window_blocks(0, self._layout.num_windows, block_size, len(z)):
             lo, hi = self._layout.token_range(w_lo, w_hi)
             y = self._window_coefficients(kv, w_lo, w_hi, cached)  # (P, T_b, M)
-            y = torch.cat([y, y.new_ones(P, hi - lo, 1)], -1)  # (P, T_b, M+1): 1 x the base
-            for j, (s_lo, s_hi, L, g, i) in enumerate(segs):
-                a, b = max(s_lo, lo), min(s_hi, hi)  # the run's part inside this block
-                if a >= b:
-                    continue
-                g += (a - s_lo) * L  # genome offset of token a
-                bank = banks[j][a - s_lo : b - s_lo] if banks else self._raw_bank(a, b, L, i)
-                coef = y[:, a - lo : b - lo].transpose(0, 1)  # (t, P, M+1)
-                target = out[:, g : g + (b - a) * L].view(P, b - a, L).transpose(0, 1)
-                # (t, P, L) raw values = [coefficients, 1] @ [std * bank; mean + std * base],
-                # written straight into the genome's (strided) slots
-                if differentiable:
-                    target.copy_(torch.bmm(coef, bank))
-                else:
-                    torch.bmm(coef, bank, out=target)
+            write_runs(out, y, lo, hi, segs, bank_of)
         return out.to(self.spec.dtype)
 
-    def _raw_bank(self, a: int, b: int, L: int, i: int) -> torch.Tensor:
-        """Tokens [a, b) (of tensor i, L real values each): their bank in raw units with the
-        base appended as one more direction, (t, M+1, L) = [std * bank; mean + std * base]."""
-        tok = self.tokenizer
-        raw = self.bank[a:b, :, :L] * tok.std[i]  # (t, M, L)
-        offset = torch.addcmul(tok.mean[i], self.base[a:b, None, :L], tok.std[i])  # (t, 1, L)
-        return torch.cat([raw, offset], 1)  # (t, M+1, L)
-
     def _raw_banks(self, segs) -> list[torch.Tensor] | None:
-        """`_raw_bank` of every run of `_raw_segments`, cached while the bank, base and tokenizer
-        statistics are unchanged and no gradient is wanted; None when that cache would exceed
-        cache_max_mb (a huge genome: each block then builds its own slice)."""
-        tok = self.tokenizer
+        """Every run's raw bank, cached while the bank, base and tokenizer statistics are
+        unchanged; None when a gradient is wanted or the cache would exceed cache_max_mb."""
         if torch.is_grad_enabled() and self.bank.requires_grad:
-            self._bank_cache = None
+            self._bank_cache.clear()
             return None
-        size_mb = self.spec.numel * (self.config.bank_size + 1) * 4 / 2**20
-        if size_mb > self.config.cache_max_mb:
+        if self.spec.numel * (self.config.bank_size + 1) * 4 / 2**20 > self.config.cache_max_mb:
             return None
-        watched = (self.bank, self.base, tok.mean, tok.std)
-        key = tuple((t.data_ptr(), t._version, t.device) for t in watched)
-        cache = getattr(self, "_bank_cache", None)
-        if cache is None or cache[0] != key:
-            with torch.no_grad():
-                banks = [self._raw_bank(s_lo, s_hi, L, i) for s_lo, s_hi, L, _, i in segs]
-            self._bank_cache = cache = (key, banks)
-        return cache[1]
+        tok = self.tokenizer
+        return self._bank_cache.get(
+            (self.bank, self.base, tok.mean, tok.std),
+            lambda: [
+                raw_bank(self.bank[lo:hi], self.base[lo:hi], tok.mean[i], tok.std[i], L)
+                for lo, hi, L, _, i in segs
+            ],
+        )
 
     def decode_tensors(
         self, z: torch.Tensor, names: Iterable[str], block_size: int | None = None
