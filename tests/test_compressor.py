@@ -316,20 +316,25 @@ def test_zero_head_decodes_the_base_and_set_base_takes_a_network():
         flat.set_base(torch.zeros(flat.spec.numel))
 
 
+def _fit_reconstruction(comp, tokens, mask, steps: int, lr: float) -> None:
+    """`steps` Adam steps of the masked reconstruction loss on `tokens`, then eval mode."""
+    opt = torch.optim.Adam(comp.parameters(), lr=lr)
+    comp.train()
+    for _ in range(steps):
+        loss = masked_mse(comp(tokens)["recon"], tokens, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    comp.eval()
+
+
 def test_overfit_one_network():
     """The per-token bank gives the decoder capacity per position: it reproduces one network
     that is not its base to R^2 > 0.99 (of the residual around the base)."""
     comp, genomes = _compressor(MODELS["mlp"], p=4, regularizer="none", encoder_layers=0)
     tok = comp.tokenizer
     target = tok.tokenize(genomes[:1])  # (1, T, C); the base is the mean of all four
-    opt = torch.optim.Adam(comp.parameters(), lr=1e-2)
-    comp.train()
-    for _ in range(100):
-        loss = masked_mse(comp(target)["recon"], target, tok.mask)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    comp.eval()
+    _fit_reconstruction(comp, target, tok.mask, steps=100, lr=1e-2)
     with torch.no_grad():
         recon = comp.decode_genomes(comp.encode_genomes(genomes[:1]))
     assert _r2_around(recon, genomes[:1], genomes.mean(0)) > 0.99
@@ -372,15 +377,7 @@ def test_held_out_networks_of_a_shared_init_zoo_keep_their_accuracy():
     tok = Tokenizer(spec, 16).fit_normalization(train)
     torch.manual_seed(0)
     comp = Compressor.from_tokenizer(tok, **{**SMALL, "encoder_layers": 0, "regularizer": "none"})
-    tokens = tok.tokenize(train)
-    opt = torch.optim.Adam(comp.parameters(), lr=3e-3)
-    comp.train()
-    for _ in range(150):
-        loss = masked_mse(comp(tokens)["recon"], tokens, tok.mask)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    comp.eval()
+    _fit_reconstruction(comp, tok.tokenize(train), tok.mask, steps=150, lr=3e-3)
     with torch.no_grad():
         recon = comp.decode_genomes(comp.encode_genomes(held))
     base = train.mean(0)

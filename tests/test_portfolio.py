@@ -52,6 +52,23 @@ def _shares(run):
     return run.switcher.shares()
 
 
+def _stepped(compressor, cfg, steps, task):
+    run = LatentEvolution(task, compressor, None, cfg)
+    for _ in range(steps):
+        run.step()
+    return run
+
+
+def _resumed(task, compressor, cfg, tmp_path, split, total):
+    """A run of `split` generations, saved, loaded into a fresh run and continued to `total`."""
+    _stepped(compressor, cfg, split, task).save(tmp_path)
+    resumed = LatentEvolution(task, compressor, None, cfg)
+    resumed.load(tmp_path)
+    for _ in range(total - split):
+        resumed.step()
+    return resumed
+
+
 def test_probe_then_budget_goes_to_the_space_that_improves(task, compressor):
     # the latent arm is frozen: after probing, the direct arm gets all but the share floor
     run = LatentEvolution(task, compressor, None, _cfg(latent_hp={"sigma_init": 1e-9}))
@@ -107,17 +124,8 @@ def test_two_direct_arms_and_output_layer_keeps_the_rest(task, compressor):
 
 def test_portfolio_resume_is_bit_identical(task, compressor, tmp_path):
     cfg = _cfg(direct=[[], ["layers.1.*"]])
-    full = LatentEvolution(task, compressor, None, cfg)
-    for _ in range(14):
-        full.step()
-    part = LatentEvolution(task, compressor, None, cfg)
-    for _ in range(9):
-        part.step()
-    part.save(tmp_path)
-    resumed = LatentEvolution(task, compressor, None, cfg)
-    resumed.load(tmp_path)
-    for _ in range(5):
-        resumed.step()
+    full = _stepped(compressor, cfg, 14, task)
+    resumed = _resumed(task, compressor, cfg, tmp_path, 9, 14)
     assert resumed.history == full.history and resumed.events == full.events
     assert resumed.switcher.played == full.switcher.played
     assert torch.equal(resumed.best_genome, full.best_genome)
@@ -157,20 +165,11 @@ def test_fresh_compressor_learns_from_the_run_alone(task, tmp_path):
     cfg.update(
         compressor="fresh", finetune={"enabled": True, "every": 3, "steps": 5, "reencode_steps": 3}
     )
-    full = LatentEvolution(task, None, None, cfg)
-    for _ in range(8):
-        full.step()
+    full = _stepped(None, cfg, 8, task)
     tunes = [e for e in full.events if e["event"] == "finetune"]
     assert len(tunes) == 2 and all(e["loss_after"] < e["loss_before"] for e in tunes)
     assert full.archive.count > 0 and set(full.switcher.played) == {"latent", "direct"}
-    part = LatentEvolution(task, None, None, cfg)
-    for _ in range(4):
-        part.step()
-    part.save(tmp_path)
-    resumed = LatentEvolution(task, None, None, cfg)
-    resumed.load(tmp_path)
-    for _ in range(4):
-        resumed.step()
+    resumed = _resumed(task, None, cfg, tmp_path, 4, 8)
     assert resumed.history == full.history
     assert torch.equal(resumed.best_genome, full.best_genome)
 
