@@ -71,6 +71,7 @@ def test_task_fitness_low_rank_equals_materialised_genomes(name):
     """`Task.fitness_low_rank`: a population's fitness from factors alone, equal to the fitness
     of the genomes the factors would build, around the task's model or a given base genome."""
     from latent_evo.tasks import get_task
+    from latent_evo.tasks.function import genome_to_module
 
     task = get_task(name)
     model = task.model
@@ -80,15 +81,8 @@ def test_task_fitness_low_rank_equals_materialised_genomes(name):
     base = task.init_genomes(1, torch.Generator().manual_seed(3))[0]
     with torch.no_grad():
         for b in (None, base):
-            f = task.fitness_low_rank(factors, base=b, members_per_pass=2)
-            if b is not None:  # materialise around the base: load it into a copy first
-                import copy
-
-                ref_model = copy.deepcopy(model)
-                for n_, t in task.params(b[None]).items():
-                    dict(ref_model.named_parameters()).get(n_, t).data.copy_(t[0])
-            else:
-                ref_model = model
+            ref_model = model if b is None else genome_to_module(task, b)
+            f = task.fitness_low_rank(factors, model=ref_model, members_per_pass=2)
             genomes = torch.stack([
                 task.spec.flatten(materialize(ref_model, factors, p)) for p in range(P)
             ])  # fmt: skip

@@ -275,25 +275,19 @@ class Task:
     def fitness_low_rank(
         self,
         factors: dict[str, tuple[torch.Tensor, torch.Tensor]],
-        base: torch.Tensor | None = None,
         batch: Batch | None = None,
+        model: nn.Module | None = None,
         members_per_pass: int = 16,
     ) -> torch.Tensor:
         """`(P,)` fitness of a population of low-rank variants of one network, never building
-        their weights: member p is `base` (a `(n,)` genome; default the task model's own weights)
-        with layer `name` changed by A_p B_pᵀ, `factors[name] = (A (P, out, r), B (P, in, r))`
-        (`latent_evo.models.lowrank`). Equals `fitness_genomes` of the materialised members."""
+        their weights: member p is `model` (default the task's own; `genome_to_module` gives one
+        carrying another genome) with layer `name` changed by A_p B_pᵀ,
+        `factors[name] = (A (P, out, r), B (P, in, r))` (`latent_evo.models.lowrank`). Equals
+        `fitness_genomes` of the materialised members."""
         from latent_evo.models.lowrank import low_rank_population
 
         x, y = self.fitness_batch() if batch is None else batch
-        model = self.model
-        if base is not None:
-            model = copy.deepcopy(self.model)
-            params = {k: v[0] for k, v in self.params(base[None]).items()}
-            with torch.no_grad():
-                for name, t in [*model.named_parameters(), *model.named_buffers()]:
-                    if name in params:
-                        t.copy_(params[name])
+        model = self.model if model is None else model
         population = next(iter(factors.values()))[0].shape[0]
         out = []
         for s in range(0, population, members_per_pass):

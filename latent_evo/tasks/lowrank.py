@@ -14,7 +14,6 @@ so every fresh member is the base network itself. `model` is the base network ca
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from latent_evo.genome import GenomeSpec
 from latent_evo.models.lowrank import layer_dims, linear_layers, low_rank_population
+from latent_evo.tasks.function import genome_to_module
 
 
 class Adapters(nn.Module):
@@ -68,8 +68,12 @@ class LowRankTask:
         self.layers = list(layers) if layers is not None else linear_layers(base_task.model)
         if not self.layers:
             raise ValueError("LowRankTask: the base network has no nn.Linear / Conv1D layer")
-        self.base_genome = base_genome
-        self.model = LowRankNetwork(base_task.model, self.layers, self.rank)
+        # the network the adapters change, built once: the base task's own, or a copy carrying
+        # `base_genome` (a zoo member, a trained network)
+        base_model = base_task.model
+        if base_genome is not None:
+            base_model = genome_to_module(base_task, base_genome)
+        self.model = LowRankNetwork(base_model, self.layers, self.rank)
         holder = nn.Module()
         holder.adapters = self.model.adapters  # the genome: the adapters alone, named as in model
         self.spec = GenomeSpec.from_module(holder)
@@ -83,9 +87,7 @@ class LowRankTask:
 
     def to(self, device: str | torch.device) -> LowRankTask:
         self.base_task.to(device)
-        self.model.to(device)
-        if self.base_genome is not None:
-            self.base_genome = self.base_genome.to(device)
+        self.model.to(device)  # with the base network it holds
         return self
 
     def factors(self, genomes: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
@@ -97,7 +99,7 @@ class LowRankTask:
         }
 
     def fitness_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
-        return self.base_task.fitness_low_rank(self.factors(genomes), self.base_genome, batch)
+        return self.base_task.fitness_low_rank(self.factors(genomes), batch, self.model.base)
 
     def init_genomes(self, population: int, generator: torch.Generator | None = None) -> Tensor:
         """LoRA's start: A = 0, B ~ N(0, init_scale²), so each member is the base network."""
@@ -111,17 +113,8 @@ class LowRankTask:
         """The base task's `(n,)` genome of the network `genome`'s adapters build (materialised)."""
         from latent_evo.models.lowrank import materialize
 
-        base = self.base_task
         factors = self.factors(genome[None])  # {layer: (A (1, out, r), B (1, in, r))}
-        model = base.model
-        if self.base_genome is not None:  # a copy carrying the base genome; the task's is kept
-            model = copy.deepcopy(base.model)
-            params = base.spec.unflatten(self.base_genome)
-            with torch.no_grad():
-                for name, t in model.named_parameters():
-                    if name in params:
-                        t.copy_(params[name])
-        return base.spec.flatten(materialize(model, factors, 0))
+        return self.base_task.spec.flatten(materialize(self.model.base, factors, 0))
 
     def evaluate(self, genome: Tensor) -> dict[str, float]:
         return self.base_task.evaluate(self.network_genome(genome))
