@@ -60,6 +60,9 @@ def zoo_task(ds, device: str | torch.device = "cpu"):
 
     overrides = dict(getattr(ds, "task_overrides", None) or {})
     overrides.pop("device", None)
+    weights = overrides.get("base_weights")  # a LoRA zoo's base network, stored in the zoo
+    if weights is not None and not Path(weights).is_absolute() and hasattr(ds, "root"):
+        overrides["base_weights"] = str(Path(ds.root) / weights)
     return get_task(ds.task_name, device=device, **overrides)
 
 

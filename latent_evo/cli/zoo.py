@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--device", default=None, help="override the config's device (cpu, cuda, ...)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    lo = sub.add_parser(
+        "lora", help="train a base network and a zoo of LoRA adapters on corpus parts (YAML)"
+    )
+    lo.add_argument("--config", required=True, help="configs/zoo/<name>-lora.yaml")
+    lo.add_argument("--out", default=None, help="output directory (default: zoos/<config name>)")
+    lo.add_argument("--no-progress", action="store_true", help="no progress bar")
     i = sub.add_parser("info", help="summarise a zoo directory")
     i.add_argument("zoo_dir")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -160,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.device = args.device
             out = generate_zoo(cfg, args.out, resume=args.resume, progress=not args.no_progress)
             _print_info(zoo_info(out))
+        elif args.cmd == "lora":
+            from latent_evo.zoo.lora import generate_lora_zoo
+
+            _print_info(zoo_info(generate_lora_zoo(args.config, args.out, not args.no_progress)))
         elif args.cmd == "info":
             info = zoo_info(args.zoo_dir)
             print(json.dumps(info, indent=2)) if args.json else _print_info(info)

@@ -68,6 +68,8 @@ class GPT2Config:
 GPT2_PRESETS: dict[str, GPT2Config] = {
     "tiny": GPT2Config(vocab_size=256, n_ctx=128, n_embd=48, n_layer=3, n_head=4),  # ~103k
     "small": GPT2Config(vocab_size=256, n_ctx=256, n_embd=128, n_layer=4, n_head=4),  # ~0.87M
+    # a few million parameters that still trains (and is searched) on two CPU cores
+    "mini": GPT2Config(vocab_size=256, n_ctx=128, n_embd=192, n_layer=5, n_head=4),  # ~2.3M
     "base": GPT2Config(vocab_size=256, n_ctx=256, n_embd=384, n_layer=6, n_head=6),  # ~10.8M
     "gpt2": GPT2Config(vocab_size=50257, n_ctx=1024, n_embd=768, n_layer=12, n_head=12),  # 124M
     "gpt2-medium": GPT2Config(vocab_size=50257, n_ctx=1024, n_embd=1024, n_layer=24, n_head=16),

@@ -125,3 +125,23 @@ def materialize(model: nn.Module, factors: Mapping[str, Factors], member: int) -
         key = f"{name}.weight"
         sd[key] = sd[key] + (delta if _layout(module) == "out_in" else delta.T).to(sd[key].dtype)
     return sd
+
+
+def canonical_factors(a: Tensor, b: Tensor) -> Factors:
+    """The canonical factors of each member's A Bᵀ: A = U √σ, B = V √σ from its SVD, singular
+    values in decreasing order and each column's sign fixed so A's largest entry is positive.
+
+    A Bᵀ does not change under A Q, B Q⁻ᵀ (any invertible r x r Q), so two equal adapters can
+    have unrelated factors; a zoo stored canonically shows a compressor equal adapters as equal.
+    a (P, out, r), b (P, in, r) -> the same shapes, same products A Bᵀ up to float rounding.
+    """
+    qa, ra = torch.linalg.qr(a.double())  # (P, out, r), (P, r, r)
+    qb, rb = torch.linalg.qr(b.double())  # (P, in, r), (P, r, r)
+    u, s, vh = torch.linalg.svd(ra @ rb.transpose(1, 2))  # core (P, r, r) = u diag(s) vh
+    root = s.sqrt().unsqueeze(1)  # (P, 1, r)
+    a2 = (qa @ u) * root  # (P, out, r)
+    b2 = (qb @ vh.transpose(1, 2)) * root  # (P, in, r)
+    pivot = a2.abs().argmax(1, keepdim=True)  # (P, 1, r) row of each column's largest entry
+    sign = torch.sign(a2.gather(1, pivot))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return (a2 * sign).to(a.dtype), (b2 * sign).to(b.dtype)

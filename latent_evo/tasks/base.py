@@ -284,6 +284,31 @@ class Task:
         carrying another genome) with layer `name` changed by A_p B_pᵀ,
         `factors[name] = (A (P, out, r), B (P, in, r))` (`latent_evo.models.lowrank`). Equals
         `fitness_genomes` of the materialised members."""
+        f = self._low_rank_map(factors, batch, model, members_per_pass, self.loss_fn)
+        bad = ~torch.isfinite(f)
+        if bool(bad.any()):
+            self.nonfinite_count += int(bad.sum())
+            f = torch.where(bad, torch.full_like(f, self.worst_fitness), f)
+        return f
+
+    def metrics_low_rank(
+        self,
+        factors: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        batch: Batch | None = None,
+        model: nn.Module | None = None,
+        members_per_pass: int = 16,
+    ) -> dict[str, torch.Tensor]:
+        """`metrics` of a low-rank population (see `fitness_low_rank`)."""
+        with torch.no_grad():
+            m = self._low_rank_map(factors, batch, model, members_per_pass, self._metric_fn)
+        bad = ~torch.isfinite(m["loss"])
+        for k, v in m.items():
+            fill = 0.0 if k == "accuracy" else self.worst_fitness
+            m[k] = torch.where(bad, torch.full_like(v, fill), v)
+        return m
+
+    def _low_rank_map(self, factors, batch, model, members_per_pass, fn):
+        """`fn(logits, y)` of each low-rank member, `members_per_pass` members per forward."""
         from latent_evo.models.lowrank import low_rank_population
 
         x, y = self.fitness_batch() if batch is None else batch
@@ -297,13 +322,11 @@ class Task:
             with low_rank_population(model, part):
                 logits = model(x.repeat(n, *[1] * (x.dim() - 1)))  # (n * b, ...) member-major
             logits = logits.reshape(n, x.shape[0], *logits.shape[1:])  # (n, b, ...)
-            out.append(torch.stack([self.loss_fn(logits[i], y) for i in range(n)]))
-        f = torch.cat(out)
-        bad = ~torch.isfinite(f)
-        if bool(bad.any()):
-            self.nonfinite_count += int(bad.sum())
-            f = torch.where(bad, torch.full_like(f, self.worst_fitness), f)
-        return f
+            out.append([fn(logits[i], y) for i in range(n)])
+        rows = [r for chunk in out for r in chunk]
+        if isinstance(rows[0], dict):
+            return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+        return torch.stack(rows)
 
     def _metric_fn(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         loss = self.loss_fn(out, y)

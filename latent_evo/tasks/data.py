@@ -305,9 +305,35 @@ def load_hf_text(
     )
 
 
-def load_text(source: str = "pydoc", val_fraction: float = 0.1, **hf_kwargs) -> TextData:
+def load_text(
+    source: str = "pydoc",
+    val_fraction: float = 0.1,
+    part: list[int] | tuple[int, int] | None = None,
+    **hf_kwargs,
+) -> TextData:
     """One entry point for text: `"pydoc"`, a local text file, a `save_to_disk` directory, or
-    `"hf:<hub name>"` (online or HF-cached; `hf_kwargs` go to `load_hf_text`)."""
+    `"hf:<hub name>"` (online or HF-cached; `hf_kwargs` go to `load_hf_text`).
+
+    `part=[k, n]`: only the k-th of n equal contiguous parts of the whole text (train + val, in
+    order), split again into its own train and validation tail: a corpus slice, for adapting a
+    language model to one region of a text (the pydoc topics are sorted, so parts differ in topic).
+    """
+    data = _load_text_source(source, val_fraction, **hf_kwargs)
+    if part is None:
+        return data
+    if len(part) != 2 or not 0 <= int(part[0]) < int(part[1]):
+        raise ValueError(f"text part must be [k, n] with 0 <= k < n, got {part!r}")
+    k, n = int(part[0]), int(part[1])
+    ids = torch.cat([data.train, data.val])  # (N,) the whole text in order
+    size = len(ids) // n
+    piece = ids[k * size : (k + 1) * size]
+    cut = len(piece) - max(2, round(len(piece) * val_fraction))
+    if cut < 2:
+        raise ValueError(f"text {data.name!r} is too short for {n} parts ({len(ids)} characters)")
+    return TextData(f"{data.name}[{k}/{n}]", piece[:cut], piece[cut:])
+
+
+def _load_text_source(source: str, val_fraction: float, **hf_kwargs) -> TextData:
     if source == "pydoc":
         return load_pydoc_text(val_fraction)
     if source.startswith("hf:"):

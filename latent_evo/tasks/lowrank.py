@@ -1,6 +1,6 @@
 """A task whose genome is low-rank adapters of a base task's network, evaluated unbuilt.
 
-    genome (P, d) = every member's factors [A_0, B_0, A_1, B_1, ...]  (A_l (out, r), B_l (in, r))
+    genome (P, d) = every member's factors [A_0ᵀ, B_0ᵀ, A_1ᵀ, ...]  (A_l (out, r), B_l (in, r))
     member p's network = the base network with layer l's weights + A_l B_lᵀ (LoRA-style)
     fitness = base_task.fitness_low_rank(factors): shared base matmuls for the whole population
               plus per-member (x B) Aᵀ, so no member's weights are ever built (models/lowrank.py)
@@ -14,6 +14,7 @@ so every fresh member is the base network itself. `model` is the base network ca
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,12 +26,15 @@ from latent_evo.tasks.function import genome_to_module
 
 
 class Adapters(nn.Module):
-    """Rank-r factors of some linear layers: A[i] (out, r), B[i] (in, r) for layers[i]."""
+    """Rank-r factors of some linear layers, stored one rank component per row: A[i] (r, out),
+    B[i] (r, in) for layers[i], i.e. the transposes of the (out, r) / (in, r) factors. A row is
+    then a whole singular vector (hundreds of values, in canonical form), which is what a
+    compressor's token is cut from; (out, r) rows would be r values each."""
 
     def __init__(self, dims: list[tuple[int, int]], rank: int):
         super().__init__()
-        self.A = nn.ParameterList(nn.Parameter(torch.zeros(o, rank)) for _, o in dims)
-        self.B = nn.ParameterList(nn.Parameter(torch.zeros(i, rank)) for i, _ in dims)
+        self.A = nn.ParameterList(nn.Parameter(torch.zeros(rank, o)) for _, o in dims)
+        self.B = nn.ParameterList(nn.Parameter(torch.zeros(rank, i)) for i, _ in dims)
 
 
 class LowRankNetwork(nn.Module):
@@ -43,7 +47,7 @@ class LowRankNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         factors = {
-            name: (a[None], b[None])  # (1, out, r), (1, in, r)
+            name: (a.T[None], b.T[None])  # (1, out, r), (1, in, r)
             for name, a, b in zip(self.layers, self.adapters.A, self.adapters.B, strict=True)
         }
         with low_rank_population(self.base, factors):
@@ -92,11 +96,37 @@ class LowRankTask:
 
     def factors(self, genomes: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """`(P, d)` genomes -> {layer: (A (P, out, r), B (P, in, r))}."""
-        sd = self.spec.unflatten(genomes)  # {name: (P, *shape)}
-        return {
-            name: (sd[f"adapters.A.{i}"], sd[f"adapters.B.{i}"])
-            for i, name in enumerate(self.layers)
-        }
+        return self.factors_of(self.spec.unflatten(genomes))  # {name: (P, *shape)}
+
+    # ---- the base task's data, as a `Task` offers it (pretraining and evolution use these) ---
+    train_data = property(lambda self: self.base_task.train_data)
+    test_data = property(lambda self: self.base_task.test_data)
+    eval_batch_size = property(lambda self: self.base_task.eval_batch_size)
+    kind = property(lambda self: self.base_task.kind)
+    loss_fn = property(lambda self: self.base_task.loss_fn)
+
+    def sample_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None):
+        return self.base_task.sample_batch(generator, batch_size)
+
+    def fitness_batch(self):
+        return self.base_task.fitness_batch()
+
+    def params(self, genomes: Tensor) -> dict[str, Tensor]:
+        return self.spec.unflatten(genomes if genomes.dim() == 2 else genomes[None])
+
+    def factors_of(self, params: dict[str, Tensor] | Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        if isinstance(params, Tensor):
+            return self.factors(params)
+        return {name: (params[f"adapters.A.{i}"].transpose(1, 2),  # (P, r, out) -> (P, out, r)
+                       params[f"adapters.B.{i}"].transpose(1, 2))
+                for i, name in enumerate(self.layers)}  # fmt: skip
+
+    def fitness(self, params: dict[str, Tensor] | Tensor, batch: Any = None) -> Tensor:
+        """`(P,)` loss of adapters given as `{name: (P, *shape)}` or `(P, d)` (differentiable)."""
+        return self.base_task.fitness_low_rank(self.factors_of(params), batch, self.model.base)
+
+    def metrics(self, params: dict[str, Tensor] | Tensor, batch: Any = None) -> dict[str, Tensor]:
+        return self.base_task.metrics_low_rank(self.factors_of(params), batch, self.model.base)
 
     def fitness_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
         return self.base_task.fitness_low_rank(self.factors(genomes), batch, self.model.base)
@@ -118,3 +148,60 @@ class LowRankTask:
 
     def evaluate(self, genome: Tensor) -> dict[str, float]:
         return self.base_task.evaluate(self.network_genome(genome))
+
+
+def load_base_genome(task: Any, path: str | Path) -> Tensor:
+    """The `(n,)` genome of `task`'s network stored in a safetensors state dict at `path` (GPT-2:
+    the public tensor names, prefixed or bare, as in `GPT2.from_safetensors`). A missing file, a
+    missing tensor or a tensor of the wrong shape is refused, naming them, before any work."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from latent_evo.models.gpt2 import GPT2, canonical_gpt2_names
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"base weights: no safetensors file at {path}")
+    try:
+        sd = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"base weights {path}: not a readable safetensors file ({e})") from None
+    if isinstance(task.model, GPT2):
+        sd = canonical_gpt2_names(sd)
+    names = [t.name for t in task.spec.tensors]
+    missing = [k for k in names if k not in sd]
+    wrong = [
+        f"{t.name} {tuple(sd[t.name].shape)} (expected {tuple(t.shape)})"
+        for t in task.spec.tensors
+        if t.name in sd and tuple(sd[t.name].shape) != tuple(t.shape)
+    ]
+    if missing or wrong:
+        raise ValueError(
+            f"base weights {path} do not fit task {task.name!r}: "
+            + "; ".join(
+                ([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"mis-shaped {', '.join(wrong)}"] if wrong else [])
+            )
+        )
+    return task.spec.flatten({k: sd[k] for k in names})
+
+
+def lora_task(
+    base: str,
+    base_weights: str | Path | None = None,
+    rank: int = 4,
+    include: str = "",
+    init_scale: float = 0.02,
+    **base_overrides: Any,
+) -> LowRankTask:
+    """The registered `lora` task: adapters of task `base` (built with `base_overrides`) around
+    the network in `base_weights` (a safetensors state dict; default the base task's init), on
+    the layers whose names contain `include` (GPT-2's blocks: "transformer.h.")."""
+    from latent_evo.tasks import get_task
+
+    task = get_task(base, **base_overrides)
+    genome = load_base_genome(task, base_weights) if base_weights is not None else None
+    layers = linear_layers(task.model, include)
+    if not layers:
+        raise ValueError(f"lora task: no linear layer of {base!r} has {include!r} in its name")
+    return LowRankTask(task, rank, layers, init_scale, genome)

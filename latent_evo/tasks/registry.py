@@ -87,6 +87,10 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
     "text-gpt2-tiny": TaskEntry("text", "gpt2", {"preset": "tiny", "vocab_size": VOCAB},
                                 {"batch_size": 16, "fitness_batch_size": 16, "eval_batch_size": 128},
                                 seq_len=64, description="pydoc text, GPT-2 'tiny' preset, bits per char"),
+    "text-gpt2-mini": TaskEntry("text", "gpt2", {"preset": "mini", "vocab_size": VOCAB},
+                                {"batch_size": 16, "fitness_batch_size": 4, "eval_batch_size": 64},
+                                seq_len=64, description="pydoc text, GPT-2 'mini' preset (2.3M), "
+                                "bits per char"),
     "mnist-cnn": TaskEntry("mnist", "cnn2d", {"image_size": 28, "channels": (16, 32)},
                            {"fitness_batch_size": 1024}, description="MNIST (local root), 2-d CNN"),
     "cifar10-resnet8": TaskEntry("cifar10", "resnet", {"depth": 8, "in_channels": 3, "width": 16},
@@ -95,6 +99,18 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
                                   "num_classes": 100}, {"fitness_batch_size": 512},
                                   description="CIFAR-100 (local root), ResNet-8"),
 }  # fmt: skip
+
+
+
+def _lora(**kwargs) -> Task:
+    from latent_evo.tasks.lowrank import lora_task
+
+    if "base" not in kwargs:
+        raise ValueError("task 'lora' needs base=<task name> (and base_weights=<safetensors file>)")
+    return lora_task(**kwargs)
+
+
+TASKS["lora"] = _lora  # low-rank adapters of another task's network (latent_evo.tasks.lowrank)
 
 _DATA_MEMO: dict[tuple, D.ClassificationData | D.TextData] = {}
 _LOADERS: dict[str, Callable[..., Any]] = {
