@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all lint format bench compressor clean
+.PHONY: install demo test test-all lint format bench compressor compressor-lora family clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +41,17 @@ compressor: $(STAMP)
 	$(VENV)/bin/latent-evo hub export runs/bundled-mnist1d-mlp $(BUNDLE) --repo-id latent-evo/mnist1d-mlp
 	# the memorisation reference the demo draws next to SGD
 	$(VENV)/bin/latent-evo zoo best zoos/mnist1d-mlp-shared $(BUNDLE)/best_zoo_network.safetensors
+
+# One architecture family from scratch: its shared-init zoo -> its attention compressor, e.g.
+#   make family FAMILY=mnist1d-cnn
+family: $(STAMP)
+	$(VENV)/bin/latent-evo zoo generate --config configs/zoo/$(FAMILY)-shared.yaml --out zoos/$(FAMILY)-shared --resume
+	$(VENV)/bin/latent-evo pretrain fit --config configs/pretrain/$(FAMILY).yaml
+
+# The low-rank decoding mode (GPT-2 'mini' adapters): base + LoRA zoo -> attention compressor.
+compressor-lora: $(STAMP)
+	$(VENV)/bin/latent-evo zoo lora --config configs/zoo/text-gpt2-mini-lora.yaml --out zoos/text-gpt2-mini-lora
+	$(VENV)/bin/latent-evo pretrain fit --config configs/pretrain/text-gpt2-mini-lora.yaml
 
 bench: $(STAMP)
 	$(VENV)/bin/latent-evo bench speed

@@ -8,6 +8,8 @@
 # 2. Population fitness throughput, latent (decode + evaluate) vs direct vmapped vs a per-module
 #    loop, at P = 256 / 1,024, for the MLP, CNN and GPT-2 tasks (latent-evo bench speed).
 # 3. Decode throughput of one latent into GPT-2-124M with the default attention compressor.
+# 4. The low-rank decoding mode at 124M: one code -> rank-8 factors of all 48 block matrices,
+#    materialising a member, and the search state for P = 1,024.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -20,4 +22,5 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 .venv/bin/latent-evo bench speed --device cuda --pops 256,1024 --parts throughput,decode \
     --tasks mnist1d-mlp,mnist1d-mlp-wide,mnist1d-cnn,text-gpt2-tiny --repeats 5 \
     --out benchmarks/results --suffix _cuda
+"$PY" -m latent_evo.benchmarks.lowrank_decode --device cuda --repeats 10 --out benchmarks/results
 echo "done: benchmarks/results/lowrank_gpt2_124m_cuda*.md, benchmarks/results/speed_cuda.md"

@@ -35,6 +35,12 @@ SETTINGS = {
         "mnist1d-shift-mlp-wide",
         "unseen task for the 40-256-256-10 compressor: MNIST-1D generated with different settings",
     ),
+    # issue 16's families; pass each family's compressor and zoo (--compressor, --zoo)
+    "cnn": ("mnist1d-cnn", "the compressor's task family, 1-d CNN 16-32 (fresh search seeds)"),
+    "cnn-transfer": (
+        "mnist1d-shift-cnn",
+        "unseen task for the CNN compressor: MNIST-1D generated with different settings",
+    ),
 }
 POP = 32
 SWITCH = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from latent_evo.models.lowrank import canonical_factors
 from latent_evo.tasks import get_task
@@ -57,6 +57,15 @@ def test_canonical_factors_keep_the_product_and_undo_the_gauge():
     torch.testing.assert_close(qa, ca, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(qb, cb, rtol=1e-4, atol=1e-4)
     assert bool((ca.abs().amax(1) == ca.amax(1)).all())  # each column's largest entry positive
+    ref = torch.randn(9, 4, generator=g)  # the gauge closest to a reference B
+    ra, rb = canonical_factors(a, b, ref)
+    torch.testing.assert_close(ra @ rb.transpose(1, 2), a @ b.transpose(1, 2), rtol=1e-4, atol=1e-4)
+    qa, qb = canonical_factors(a @ q, b @ torch.linalg.inv(q).transpose(1, 2), ref)
+    torch.testing.assert_close(qa, ra, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(qb, rb, rtol=1e-3, atol=1e-4)
+    # continuous: a small change of the adapter moves the factors a little
+    da, db = canonical_factors(a + 1e-3 * torch.randn(a.shape, generator=g), b, ref)
+    assert float((da - ra).abs().max()) < 0.05 and float((db - rb).abs().max()) < 0.05
 
 
 def test_text_parts_are_contiguous_slices_with_their_own_split():
@@ -95,9 +104,13 @@ def test_lora_zoo_stores_canonical_adapters_of_its_base(lora_zoo):
     task = zoo_task(ds)  # the `lora` task around the zoo's own base.safetensors
     g = ds.genomes()
     sd = task.spec.unflatten(g)
+    init = task.spec.unflatten(load_file(str(lora_zoo / "lora_init.safetensors"))["genome"][None])
     for i in range(len(task.layers)):
         a, b = sd[f"adapters.A.{i}"].mT, sd[f"adapters.B.{i}"].mT  # (P, out, r), (P, in, r)
-        torch.testing.assert_close(canonical_factors(a, b)[0], a, rtol=1e-4, atol=1e-5)
+        ref = init[f"adapters.B.{i}"][0].mT  # (in, r) the shared LoRA init's B: the gauge
+        ca, cb = canonical_factors(a, b, ref)
+        torch.testing.assert_close(ca, a, rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(cb, b, rtol=1e-3, atol=1e-5)
     with torch.no_grad():  # trained adapters move the network; the stored base is not the init
         fit = task.fitness_genomes(g)
         fresh = task.fitness_genomes(task.init_genomes(1, torch.Generator().manual_seed(0)))

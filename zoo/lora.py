@@ -4,7 +4,7 @@
 base network  --Adam on the whole training text-->  ZOO/base.safetensors  (the frozen base)
 for each corpus part k in `zoo_parts`, `adapters_per_part` adapters (own lr, own batch order):
     A = 0, B ~ N(0, init_scale²)  --Adam on part k's training windows, factors only-->  (A, B)
-    checkpoints at `checkpoint_steps`, SVD-canonicalised, written in the zoo format
+    checkpoints at `checkpoint_steps`, in one canonical gauge, written in the zoo format
 ```
 
 Every adapter of every part trains in one batched pass: the members' windows are stacked
@@ -12,8 +12,10 @@ member-major and evaluated with `models.lowrank.low_rank_population`, so the bas
 shared and no member's weights are ever built; the per-member Adam is `zoo.trainer`'s
 `StackedOptimizer`. The zoo's task is `lora` (see `latent_evo.tasks.lowrank.lora_task`) around the
 stored base, so pretraining rebuilds exactly the network the adapters change. The factors of a
-product A Bᵀ are free up to A Q, B Q⁻ᵀ; every stored checkpoint is in the canonical form of
-`canonical_factors` (singular vectors scaled by √σ, signs fixed), so equal adapters look equal.
+product A Bᵀ are free up to A Q, B Q⁻ᵀ; every stored checkpoint is in one canonical form of
+`canonical_factors`, so equal adapters look equal: by default the gauge closest to the shared
+LoRA init, which is continuous in the adapter (the SVD form, `canonical: svd`, flips signs and
+swaps columns between similar adapters; a compressor pretrained on it reached R² 0.01).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from latent_evo.zoo.format import ZooError, ZooWriter, read_card
 from latent_evo.zoo.trainer import StackedOptimizer
 
 BASE_FILE = "base.safetensors"
+INIT_FILE = "lora_init.safetensors"  # the shared LoRA init: the reference of the "init" gauge
 
 
 class LoraZooConfigError(ValueError):
@@ -63,6 +66,9 @@ class LoraZooConfig:
     batch_size: int = 2  # windows per adapter per step
     lr: list[float] = field(default_factory=lambda: [1e-3, 1e-2])  # log-uniform per adapter
     checkpoint_steps: list[int] = field(default_factory=lambda: [25, 50, 75, 100])
+    # the stored factors' gauge (models.lowrank.canonical_factors): "init" = closest to the
+    # shared LoRA init (continuous in the adapter), "svd" = singular vectors with fixed signs
+    canonical: str = "init"
     seed: int = 0
     shard_size: int = 4096
     name: str | None = None
@@ -82,6 +88,8 @@ class LoraZooConfig:
             raise bad(f"'checkpoint_steps' must increase from >= 1 and end at 'steps', got {c}")
         if len(self.lr) != 2 or not 0 < self.lr[0] <= self.lr[1]:
             raise bad(f"'lr' must be [lo, hi] with 0 < lo <= hi, got {self.lr}")
+        if self.canonical not in ("init", "svd"):
+            raise bad(f"'canonical' must be 'init' or 'svd', got {self.canonical!r}")
         if self.base.steps < 0:
             raise bad("'base.steps' must be >= 0")
         return self
@@ -189,6 +197,7 @@ def generate_lora_zoo(
     windows = {k: _part_windows(cfg, k, seq_len) for k in sorted(set(parts))}
     n_val = min(len(w[2]) for w in windows.values())
     init = lt.init_genomes(1, gen).expand(P, -1)  # shared LoRA init: the cohorts share it
+    save_file({"genome": init[0].contiguous()}, str(out / INIT_FILE))
     opt = StackedOptimizer(lt.spec.unflatten(init.clone()), lr, torch.zeros(P))
     writer = ZooWriter(out, lt.spec, "lora", overrides, asdict(cfg), cfg.name, cfg.shard_size)
     writer.start(resume=resume)  # a killed run redoes the adapters, the base is kept
@@ -211,7 +220,7 @@ def generate_lora_zoo(
         bar.set_postfix(nats=f"{float(loss.detach()) / P:.3f}", refresh=False)
         if step in cfg.checkpoint_steps:
             flat = lt.spec.flatten_batch(opt.params()).clone()  # (P, d)
-            canon = canonical_genomes(lt, flat)
+            canon = canonical_genomes(lt, flat, init[0] if cfg.canonical == "init" else None)
             val = [(w[2][:n_val], w[3][:n_val]) for w in (windows[k] for k in parts)]
             bpc = _eval_bpc(model, lt.factors(canon), val)
             for p in range(P):
@@ -236,10 +245,15 @@ def _layers(task, include: str) -> list[str]:
     return layers
 
 
-def canonical_genomes(lt, genomes: torch.Tensor) -> torch.Tensor:
-    """`(P, d)` adapter genomes of LowRankTask `lt` with every layer's factors canonicalised."""
+def canonical_genomes(
+    lt, genomes: torch.Tensor, reference: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`(P, d)` adapter genomes of LowRankTask `lt` with every layer's factors canonicalised:
+    in the gauge closest to the B factors of the `(d,)` genome `reference`, or (None) SVD."""
     sd = lt.spec.unflatten(genomes.clone())  # {name: (P, r, out) / (P, r, in)}
+    ref = lt.spec.unflatten(reference[None]) if reference is not None else None
     for i in range(len(lt.layers)):
-        a, b = canonical_factors(sd[f"adapters.A.{i}"].mT, sd[f"adapters.B.{i}"].mT)
+        b_ref = ref[f"adapters.B.{i}"][0].mT if ref is not None else None  # (in, r)
+        a, b = canonical_factors(sd[f"adapters.A.{i}"].mT, sd[f"adapters.B.{i}"].mT, b_ref)
         sd[f"adapters.A.{i}"], sd[f"adapters.B.{i}"] = a.mT, b.mT  # rows: rank components
     return lt.spec.flatten_batch(sd)

@@ -127,14 +127,27 @@ def materialize(model: nn.Module, factors: Mapping[str, Factors], member: int) -
     return sd
 
 
-def canonical_factors(a: Tensor, b: Tensor) -> Factors:
-    """The canonical factors of each member's A Bᵀ: A = U √σ, B = V √σ from its SVD, singular
-    values in decreasing order and each column's sign fixed so A's largest entry is positive.
+def canonical_factors(a: Tensor, b: Tensor, reference: Tensor | None = None) -> Factors:
+    """The canonical factors of each member's A Bᵀ. A Bᵀ does not change under A Q, B Q⁻ᵀ (any
+    invertible r x r Q), so two equal adapters can have unrelated factors; a zoo stored in one
+    canonical form shows a compressor equal adapters as equal, and similar ones as similar.
 
-    A Bᵀ does not change under A Q, B Q⁻ᵀ (any invertible r x r Q), so two equal adapters can
-    have unrelated factors; a zoo stored canonically shows a compressor equal adapters as equal.
+    reference None: the SVD form, A = U √σ, B = V √σ, singular values in decreasing order, each
+        column's sign fixed so A's largest entry is positive.
+    reference (in, r): the gauge closest to a fixed B_ref (e.g. the LoRA init every adapter of a
+        zoo started from): B = the projection of B_ref onto the row space of A Bᵀ, A = the
+        matching factor. It depends only on the product, and it is continuous in it: a small
+        change of A Bᵀ moves the factors a little, where the SVD form can swap columns or flip
+        signs (which is what a compressor cannot learn).
     a (P, out, r), b (P, in, r) -> the same shapes, same products A Bᵀ up to float rounding.
     """
+    if reference is not None:
+        qb, _ = torch.linalg.qr(b.double())  # (P, in, r) orthonormal basis of B's columns
+        b2 = qb @ (qb.transpose(1, 2) @ reference.double())  # (P, in, r) B_ref projected
+        # A' = A Bᵀ B' (B'ᵀ B')⁻¹, so that A' B'ᵀ = A Bᵀ P = A Bᵀ
+        gram = b2.transpose(1, 2) @ b2  # (P, r, r)
+        a2 = torch.linalg.solve(gram, (a.double() @ (b.double().transpose(1, 2) @ b2)).mT).mT
+        return a2.to(a.dtype), b2.to(b.dtype)
     qa, ra = torch.linalg.qr(a.double())  # (P, out, r), (P, r, r)
     qb, rb = torch.linalg.qr(b.double())  # (P, in, r), (P, r, r)
     u, s, vh = torch.linalg.svd(ra @ rb.transpose(1, 2))  # core (P, r, r) = u diag(s) vh
