@@ -6,9 +6,9 @@
 
 Each setting adapts the zoo's base network to one corpus part the zoo never saw (part 12 lies in
 the base's training text, part 15 beyond it, in its validation tail): the genome is rank-r
-factors of every block matrix (`lora` task), fitness the bits per char on a fresh minibatch of
-the part's training windows every generation, the score the bits per char of the search's best
-adapters on the part's held-out windows. Every member is evaluated unbuilt (shared base matmuls
+factors of every block matrix (`lora` task), fitness the bits per char on a fixed sample of the
+part's training windows, the score the bits per char of the search's best adapters on the part's
+held-out windows. Every member is evaluated unbuilt (shared base matmuls
 plus per-member low-rank corrections). Methods, same population and budget for the searches:
 
     latent-cma  CMA-ES on the compressor's codes (decoded into the factors), from its prior
@@ -53,8 +53,10 @@ def part_task(zoo: Path, part: int, batch_size: int):
 def run_search(method: str, task, compressor: str, evaluations: int, pop: int, seed: int):
     from latent_evo.evolution.evolve import evolve
 
+    # a fixed sample of the part's training windows: with a fresh minibatch per generation the
+    # run's best genome is whichever member met the easiest minibatch, and stays that forever
     common = {"evaluations": evaluations, "popsize": pop, "seed": seed,
-              "fitness_batch": "step", "eval_every": 0}  # fmt: skip
+              "fitness_batch": "fixed", "eval_every": 0}  # fmt: skip
     if method == "latent-cma":
         res = evolve(task=task, compressor=compressor, strategy="cma_es", mode="latent",
                      strategy_hparams={"sigma_init": 0.5}, init={"kind": "prior"}, **common)  # fmt: skip
@@ -85,7 +87,7 @@ def memorisation(task, ds, evaluations: int, seed: int) -> dict[str, float]:
     eight, the noise scale tuned over four values (a quarter of the budget each)."""
     finals = ds.genomes()
     with torch.no_grad():
-        f = torch.cat([task.fitness_genomes(finals[i : i + 32], task.batch(0))
+        f = torch.cat([task.fitness_genomes(finals[i : i + 32])
                        for i in range(0, len(finals), 32)])  # fmt: skip
     best = finals[int(f.argmin())]
     out = {"zoo-best": float(task.evaluate(best)["test_bpc"])}
@@ -98,8 +100,7 @@ def memorisation(task, ds, evaluations: int, seed: int) -> dict[str, float]:
         for scale in (0.05, 0.1, 0.2, 0.4):
             idx = torch.randint(len(top), (per,), generator=gen)
             x = top[idx] + scale * std * torch.randn(per, finals.shape[1], generator=gen)
-            fx = torch.cat([task.fitness_genomes(x[i : i + 32], task.batch(1 + i // 32))
-                            for i in range(0, per, 32)])  # fmt: skip
+            fx = torch.cat([task.fitness_genomes(x[i : i + 32]) for i in range(0, per, 32)])
             if float(fx.min()) < cand_f:
                 cand, cand_f = x[int(fx.argmin())], float(fx.min())
     out["zoo-noise"] = float(task.evaluate(cand)["test_bpc"])
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--evaluations", type=int, default=2048)
     p.add_argument("--pop", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=8, help="windows per fitness minibatch")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="windows in the fixed fitness sample (and in Adam's minibatches)")  # fmt: skip
     p.add_argument("--adam-lr", type=float, default=3e-3)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--threads", type=int, default=1)
@@ -187,8 +189,9 @@ def _markdown(res: dict) -> str:
              *provenance_md(res["provenance"]), "",
              f"Held-out bits per char on each unseen corpus part (lower is better), mean ± sd "
              f"over seeds {a['seeds']}; searches: {a['evaluations']:,} evaluations, population "
-             f"{a['pop']}, a fresh minibatch of {a['batch_size']} windows every generation; Adam: "
-             f"{a['evaluations'] // a['pop']} steps on the same minibatches.", "",
+             f"{a['pop']}, fitness on a fixed sample of {a['batch_size']} training windows of 64 "
+             f"characters; Adam: {a['evaluations'] // a['pop']} steps on minibatches of "
+             f"{a['batch_size']} windows.", "",
              "| method | " + " | ".join(f"part {k}" for k in parts) + " |",
              "|---|" + "---:|" * len(parts)]  # fmt: skip
     for m in a["methods"]:
@@ -213,7 +216,7 @@ def _plot(res: dict, path: Path) -> None:
             color = {"latent-cma": "C0", "eggroll": "C1", "openai-es": "C2"}[method]
             ax.plot(*zip(*curve, strict=True), color=color, alpha=0.7,
                     label=method if seed == str(res["args"]["seeds"][0]) else None)  # fmt: skip
-        ax.set(title=f"part {part}", xlabel="evaluations", ylabel="best minibatch bits/char")
+        ax.set(title=f"part {part}", xlabel="evaluations", ylabel="best training bits/char")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path)
