@@ -45,7 +45,9 @@ def part_task(zoo: Path, part: int, batch_size: int):
 
     ds = ZooDataset(zoo, split="all")
     parts = json.loads(ds.metadata.to_pandas()["hparams"].iloc[0])["parts"]
-    ds.task_overrides = {**ds.task_overrides, "data": {"part": [part, parts]},
+    # validation: every 10th block of 1,024 characters of the part, so it shares the training
+    # text's topics (the part's tail is often another topic, which no adaptation helps with)
+    ds.task_overrides = {**ds.task_overrides, "data": {"part": [part, parts], "part_val": "blocks"},
                          "batch_size": batch_size, "fitness_batch_size": batch_size}  # fmt: skip
     return zoo_task(ds), ds
 

@@ -74,6 +74,13 @@ def test_text_parts_are_contiguous_slices_with_their_own_split():
     assert len(part.train_data[0]) < len(whole.train_data[0]) / 7
     with pytest.raises(ValueError, match="part must be"):
         get_task("text-gpt2-tiny", data={"part": [8, 8]})
+    from latent_evo.tasks.registry import load_dataset
+
+    tail = load_dataset("text", part=[3, 8])
+    blocks = load_dataset("text", part=[3, 8], part_val="blocks")  # every 10th 1,024-char block
+    assert len(blocks.val) % 1024 == 0 and 0.08 < len(blocks.val) / len(tail.train) < 0.13
+    assert torch.equal(blocks.train[:1024], tail.train[:1024])  # the part's text, re-split
+    assert torch.equal(blocks.val[:1024], tail.train[9 * 1024 : 10 * 1024])
 
 
 def test_base_weights_loader_names_missing_and_misshaped_tensors(tmp_path):

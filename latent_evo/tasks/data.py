@@ -309,14 +309,18 @@ def load_text(
     source: str = "pydoc",
     val_fraction: float = 0.1,
     part: list[int] | tuple[int, int] | None = None,
+    part_val: str = "tail",
     **hf_kwargs,
 ) -> TextData:
     """One entry point for text: `"pydoc"`, a local text file, a `save_to_disk` directory, or
     `"hf:<hub name>"` (online or HF-cached; `hf_kwargs` go to `load_hf_text`).
 
     `part=[k, n]`: only the k-th of n equal contiguous parts of the whole text (train + val, in
-    order), split again into its own train and validation tail: a corpus slice, for adapting a
-    language model to one region of a text (the pydoc topics are sorted, so parts differ in topic).
+    order), split again into its own train and validation: a corpus slice, for adapting a
+    language model to one region of a text (the pydoc topics are sorted, so parts differ in
+    topic). `part_val="tail"`: validation is the part's last `val_fraction`, which is often
+    another topic; `"blocks"`: every k-th block of 1,024 characters, so validation text is drawn
+    from the same topics as the training text (what measures adaptation to the part).
     """
     data = _load_text_source(source, val_fraction, **hf_kwargs)
     if part is None:
@@ -330,7 +334,14 @@ def load_text(
     cut = len(piece) - max(2, round(len(piece) * val_fraction))
     if cut < 2:
         raise ValueError(f"text {data.name!r} is too short for {n} parts ({len(ids)} characters)")
-    return TextData(f"{data.name}[{k}/{n}]", piece[:cut], piece[cut:])
+    if part_val == "tail":
+        return TextData(f"{data.name}[{k}/{n}]", piece[:cut], piece[cut:])
+    if part_val != "blocks":
+        raise ValueError(f"part_val must be 'tail' or 'blocks', got {part_val!r}")
+    blocks = piece[: len(piece) // 1024 * 1024].view(-1, 1024)  # (m, 1024)
+    every = max(2, round(1 / val_fraction))
+    is_val = torch.arange(len(blocks)) % every == every - 1
+    return TextData(f"{data.name}[{k}/{n}]", blocks[~is_val].reshape(-1), blocks[is_val].reshape(-1))
 
 
 def _load_text_source(source: str, val_fraction: float, **hf_kwargs) -> TextData:
