@@ -16,11 +16,17 @@ FAMILIES = {
     "mnist1d-cnn-tiny": {"task_overrides": {"data": {"num_samples": 1000}}},
     "digits-resnet8-tiny": {"eval_examples": 256},
     # text: one eighth of the corpus (its own train / validation split), so evaluations are quick
-    "text-lstm-tiny": {"task_overrides": {"data": {"part": [0, 8]}}, "eval_examples": 128,
-                       "hparams": {"lr": [3e-3, 1e-2], "epochs": 1, "data_fraction": 0.3}},
-    "text-gpt2-tiny": {"task_overrides": {"data": {"part": [0, 8]}}, "eval_examples": 128,
-                       "hparams": {"lr": [1e-3, 3e-3], "epochs": 1, "data_fraction": 0.2},
-                       "batch_size": 16},
+    "text-lstm-tiny": {
+        "task_overrides": {"data": {"part": [0, 8]}},
+        "eval_examples": 128,
+        "hparams": {"lr": [3e-3, 1e-2], "epochs": 1, "data_fraction": 0.3},
+    },
+    "text-gpt2-tiny": {
+        "task_overrides": {"data": {"part": [0, 8]}},
+        "eval_examples": 128,
+        "hparams": {"lr": [1e-3, 3e-3], "epochs": 1, "data_fraction": 0.2},
+        "batch_size": 16,
+    },
 }
 
 

@@ -341,7 +341,9 @@ def load_text(
     blocks = piece[: len(piece) // 1024 * 1024].view(-1, 1024)  # (m, 1024)
     every = max(2, round(1 / val_fraction))
     is_val = torch.arange(len(blocks)) % every == every - 1
-    return TextData(f"{data.name}[{k}/{n}]", blocks[~is_val].reshape(-1), blocks[is_val].reshape(-1))
+    return TextData(
+        f"{data.name}[{k}/{n}]", blocks[~is_val].reshape(-1), blocks[is_val].reshape(-1)
+    )
 
 
 def _load_text_source(source: str, val_fraction: float, **hf_kwargs) -> TextData:

@@ -105,7 +105,6 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
 }  # fmt: skip
 
 
-
 def _lora(**kwargs) -> Task:
     from latent_evo.tasks.lowrank import lora_task
 
