@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         "pop": args.pop, "latent_state_bytes": latent_state, "eggroll_state_bytes": eggroll_state,
         "members_per_pass": args.members_per_pass, "provenance": prov,
     }  # fmt: skip
+    prov["load_avg_end"] = __import__("os").getloadavg()[0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"lowrank_decode_gpt2_124m_{dev.type}"
