@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if curve:
                     curves[f"{part}/{method}/{seed}"] = curve
                 print(json.dumps(row), flush=True)
+    prov["load_avg_end"] = __import__("os").getloadavg()[0]
     res = {"rows": rows, "curves": curves, "args": vars(args), "provenance": prov}
     return _write(res, Path(args.out))
 
@@ -187,8 +188,10 @@ def _table(rows: list[dict]) -> dict[tuple[int, str], tuple[float, float, int]]:
 def _markdown(res: dict) -> str:
     a, t = res["args"], _table(res["rows"])
     parts = a["parts"]
+    merged = [f"- merged: `{p['command']}` (commit {p['commit']})"
+              for p in res.get("merged_provenance", [])]  # fmt: skip
     lines = ["# LoRA adapters of GPT-2 'mini': latent search vs direct EGGROLL vs Adam", "",
-             *provenance_md(res["provenance"]), "",
+             *provenance_md(res["provenance"]), *merged, "",
              f"Held-out bits per char on each unseen corpus part (lower is better), mean ± sd "
              f"over seeds {a['seeds']}; searches: {a['evaluations']:,} evaluations, population "
              f"{a['pop']}, fitness on a fixed sample of {a['batch_size']} training windows of 64 "
