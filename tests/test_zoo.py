@@ -199,6 +199,11 @@ def test_shipped_configs_are_valid():
     paths = sorted(CONFIGS.glob("*.yaml"))
     assert len(paths) >= 6
     for p in paths:
+        if p.stem.endswith("-lora"):  # a LoRA zoo config (latent_evo.zoo.lora)
+            from latent_evo.zoo.lora import load_lora_config
+
+            assert load_lora_config(p).base_task in TASKS, p
+            continue
         cfg = load_config(p)
         assert cfg.task in TASKS, p
     default = load_config(CONFIGS / "mnist1d-mlp.yaml")
