@@ -260,13 +260,25 @@ class Task:
     def fitness(self, params: Params | torch.Tensor, batch: Batch | None = None) -> torch.Tensor:
         """`(P,)` loss to minimise (differentiable w.r.t. `params`); non-finite -> `worst_fitness`."""
         f = self._population_map(lambda out, y: {"loss": self.loss_fn(out, y)}, params, batch)
-        f = f["loss"]
+        return self._finite_fitness(f["loss"])
+
+    def _finite_fitness(self, f: torch.Tensor) -> torch.Tensor:
+        """Non-finite fitness -> `worst_fitness`, counted in `nonfinite_count`."""
         bad = ~torch.isfinite(f)
         n_bad = int(bad.sum())
         if n_bad:
             self.nonfinite_count += n_bad
             f = torch.where(bad, torch.full_like(f, self.worst_fitness), f)
         return f
+
+    def _finite_metrics(self, m: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Members with a non-finite loss get `worst_fitness` for every metric, accuracy 0."""
+        bad = ~torch.isfinite(m["loss"])
+        if bad.any():
+            for k, v in m.items():
+                fill = 0.0 if k == "accuracy" else self.worst_fitness
+                m[k] = torch.where(bad, torch.full_like(v, fill), v)
+        return m
 
     def fitness_genomes(self, genomes: torch.Tensor, batch: Batch | None = None) -> torch.Tensor:
         """`(P, n)` genomes -> `(P,)` fitness."""
@@ -284,12 +296,9 @@ class Task:
         carrying another genome) with layer `name` changed by A_p B_pᵀ,
         `factors[name] = (A (P, out, r), B (P, in, r))` (`latent_evo.models.lowrank`). Equals
         `fitness_genomes` of the materialised members."""
-        f = self._low_rank_map(factors, batch, model, members_per_pass, self.loss_fn)
-        bad = ~torch.isfinite(f)
-        if bool(bad.any()):
-            self.nonfinite_count += int(bad.sum())
-            f = torch.where(bad, torch.full_like(f, self.worst_fitness), f)
-        return f
+        return self._finite_fitness(
+            self._low_rank_map(factors, batch, model, members_per_pass, self.loss_fn)
+        )
 
     def metrics_low_rank(
         self,
@@ -301,11 +310,7 @@ class Task:
         """`metrics` of a low-rank population (see `fitness_low_rank`)."""
         with torch.no_grad():
             m = self._low_rank_map(factors, batch, model, members_per_pass, self._metric_fn)
-        bad = ~torch.isfinite(m["loss"])
-        for k, v in m.items():
-            fill = 0.0 if k == "accuracy" else self.worst_fitness
-            m[k] = torch.where(bad, torch.full_like(v, fill), v)
-        return m
+        return self._finite_metrics(m)
 
     def _low_rank_map(self, factors, batch, model, members_per_pass, fn):
         """`fn(logits, y)` of each low-rank member, `members_per_pass` members per forward."""
@@ -314,7 +319,7 @@ class Task:
         x, y = self.fitness_batch() if batch is None else batch
         model = self.model if model is None else model
         population = next(iter(factors.values()))[0].shape[0]
-        out = []
+        rows = []
         for s in range(0, population, members_per_pass):
             part = {k: (a[s : s + members_per_pass], b[s : s + members_per_pass])
                     for k, (a, b) in factors.items()}  # fmt: skip
@@ -322,8 +327,7 @@ class Task:
             with low_rank_population(model, part):
                 logits = model(x.repeat(n, *[1] * (x.dim() - 1)))  # (n * b, ...) member-major
             logits = logits.reshape(n, x.shape[0], *logits.shape[1:])  # (n, b, ...)
-            out.append([fn(logits[i], y) for i in range(n)])
-        rows = [r for chunk in out for r in chunk]
+            rows += [fn(logits[i], y) for i in range(n)]
         if isinstance(rows[0], dict):
             return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
         return torch.stack(rows)
@@ -343,12 +347,7 @@ class Task:
         Non-finite genomes get `worst_fitness` loss and zero accuracy (not counted here)."""
         with torch.no_grad():
             m = self._population_map(self._metric_fn, params, batch)
-        bad = ~torch.isfinite(m["loss"])
-        if bad.any():
-            for k, v in m.items():
-                fill = 0.0 if k == "accuracy" else self.worst_fitness
-                m[k] = torch.where(bad, torch.full_like(v, fill), v)
-        return m
+        return self._finite_metrics(m)
 
     def evaluate(self, genome: torch.Tensor) -> dict[str, float]:
         """Test-split metrics of one `(n,)` genome: test_loss, test_accuracy (+ test_bpc,
