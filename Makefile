@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all lint format bench compressor compressor-lora family clean
+.PHONY: install demo test test-all lint format bench compressor compressor-lora compressor-gpt2 family clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -52,6 +52,14 @@ family: $(STAMP)
 compressor-lora: $(STAMP)
 	$(VENV)/bin/latent-evo zoo lora --config configs/zoo/text-gpt2-mini-lora.yaml --out zoos/text-gpt2-mini-lora
 	$(VENV)/bin/latent-evo pretrain fit --config configs/pretrain/text-gpt2-mini-lora.yaml
+
+# The bundled GPT-2 compressor (`latent-evo demo --family gpt2`): the above, exported at float16
+# with the base network beside it.
+BUNDLE_GPT2 := latent_evo/assets/compressors/text-gpt2-mini-lora
+compressor-gpt2: compressor-lora
+	rm -rf $(BUNDLE_GPT2)
+	$(VENV)/bin/latent-evo hub export runs/text-gpt2-mini-lora $(BUNDLE_GPT2) --half \
+		--base-weights zoos/text-gpt2-mini-lora/base.safetensors --repo-id latent-evo/text-gpt2-mini-lora
 
 bench: $(STAMP)
 	$(VENV)/bin/latent-evo bench speed

@@ -1,4 +1,5 @@
-"""`latent-evo demo`: latent evolution vs direct-space GA and OpenAI-ES vs SGD, on MNIST-1D.
+"""`latent-evo demo`: latent evolution vs direct-space GA and OpenAI-ES vs SGD, on MNIST-1D
+(`--family gpt2`: adapting a GPT-2 to unseen text, `latent_evo.cli.demo_gpt2`).
 
 Every evolutionary method gets the same budget of true fitness evaluations (one evaluation = the
 training loss of one network on the task's fixed 4,000-sample training batch); SGD (Adam) on the
@@ -97,10 +98,15 @@ def _best_zoo_network(task, compressor_dir: Path) -> dict[str, float] | None:
     return task.evaluate(load_network_genome(path, task.spec).to(task.device))
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    head = ["method", "evaluations", "wall time (s)", "test accuracy", "test loss"]
+ACCURACY = (("test accuracy", "test_accuracy"), ("test loss", "test_loss"))
+
+
+def _table(rows: list[dict[str, Any]], *metrics: tuple[str, str]) -> str:
+    """A fixed-width table of `rows`; `metrics`: (column title, row key), default accuracy + loss."""
+    metrics = metrics or ACCURACY
+    head = ["method", "evaluations", "wall time (s)", *(title for title, _ in metrics)]
     lines = [head] + [
-        [r["method"], str(r["evaluations"]), f"{r['wall_s']:.1f}", f"{r['test_accuracy']:.3f}", f"{r['test_loss']:.3f}"]
+        [r["method"], str(r["evaluations"]), f"{r['wall_s']:.1f}", *(f"{r[k]:.3f}" for _, k in metrics)]
         for r in rows
     ]  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
@@ -179,25 +185,49 @@ def run_demo(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="latent-evo demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget", type=int, default=10000, help="true fitness evaluations per method")
+    p.add_argument(
+        "--family",
+        choices=("mlp", "gpt2"),
+        default="mlp",
+        help="mlp: an MNIST-1D MLP from scratch; gpt2: LoRA adapters of a GPT-2 'mini'",
+    )
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="true fitness evaluations per method (default 10,000; gpt2: 512)",
+    )
     p.add_argument("--popsize", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo", help="run directory (results.json, accuracy.png)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run directory (results.json, a plot; default runs/demo, runs/demo-gpt2)",
+    )
     p.add_argument("--compressor", default=None, help="local folder or Hub id (default: bundled)")
-    p.add_argument("--sgd-steps", type=int, default=1500)
+    p.add_argument("--sgd-steps", type=int, default=1500, help="mlp: Adam steps of the reference")
+    p.add_argument(
+        "--part",
+        type=int,
+        default=14,
+        help="gpt2: the corpus part to adapt to (the bundled base saw 0-7, its zoo 8-13)",
+    )
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     try:
-        run_demo(
-            args.budget,
-            args.popsize,
-            args.seed,
-            args.out,
-            args.compressor,
-            args.sgd_steps,
-            args.device,
-        )
-    except FileNotFoundError as e:
+        if args.family == "gpt2":
+            from latent_evo.cli.demo_gpt2 import run_gpt2_demo
+
+            run_gpt2_demo(
+                args.budget or 512, args.popsize, args.seed, args.out or "runs/demo-gpt2",
+                args.compressor, args.part, device=args.device,
+            )  # fmt: skip
+        else:
+            run_demo(
+                args.budget or 10000, args.popsize, args.seed, args.out or "runs/demo",
+                args.compressor, args.sgd_steps, args.device,
+            )  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
         print(f"latent-evo demo: {e}", file=sys.stderr)
         return 2
     return 0

@@ -9,11 +9,12 @@ decoder (a hypernetwork) from `z` back to every weight of the network.
     mlp.py         `MLPAutoencoder`: a flat MLP over the whole genome (small networks only)
     losses.py      the combined pretraining / fine-tuning loss
     mixin.py       safetensors-only save/load through the Hugging Face Hub mixin
-    hub.py         `load_compressor`, push / pull, model cards, the bundled compressor
+    hub.py         `load_compressor`, push / pull, model cards, the bundled compressors,
+                   `low_rank_task` (the task of a LoRA compressor, its base stored beside it)
 """
 
 from latent_evo.compressor.attention import Compressor, CompressorConfig
-from latent_evo.compressor.hub import bundled_compressor_path, load_compressor
+from latent_evo.compressor.hub import bundled_compressor_path, load_compressor, low_rank_task
 from latent_evo.compressor.losses import compressor_loss
 from latent_evo.compressor.mlp import MLPAutoencoder, MLPAutoencoderConfig
 from latent_evo.compressor.tokenizer import Tokenizer, TokenMeta
@@ -28,4 +29,5 @@ __all__ = [
     "bundled_compressor_path",
     "compressor_loss",
     "load_compressor",
+    "low_rank_task",
 ]

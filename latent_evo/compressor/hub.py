@@ -20,7 +20,9 @@ PROVENANCE_FILE = "provenance.json"
 PRETRAINING_FILE = "pretraining.json"  # written by `latent-evo pretrain fit` next to the export
 LIBRARY_NAME = "latent-evo"
 LICENSE = "apache-2.0"
+BASE_WEIGHTS_FILE = "base.safetensors"  # a low-rank compressor's base network, beside it
 BUNDLED = "mnist1d-mlp"  # the compressor shipped inside the package (`make compressor`)
+BUNDLED_GPT2 = "text-gpt2-mini-lora"  # LoRA adapters of a GPT-2 'mini' (`make compressor-gpt2`)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -83,6 +85,65 @@ def bundled_compressor_path(name: str = BUNDLED) -> Path:
     return path
 
 
+def base_weights_path(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
+    """The base network stored beside a low-rank compressor (local folder or Hub repo), its hash
+    checked against the folder's `checksums.json` (a changed or corrupted file is an error
+    naming it)."""
+    from latent_evo.compressor.mixin import CHECKSUMS_NAME, CompressorFormatError, _resolve
+    from latent_evo.integrity import verify
+
+    name = str(Path(name_or_path).expanduser()) if is_local(name_or_path) else str(name_or_path)
+    try:
+        path = _resolve(name, BASE_WEIGHTS_FILE, revision=revision)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"{e}; it is the base network a low-rank compressor's adapters apply to "
+            "(`latent-evo hub export --base-weights` bundles it)"
+        ) from None
+    try:
+        sums = _read_json(_resolve(name, CHECKSUMS_NAME, revision=revision))
+    except FileNotFoundError:
+        sums = {}
+    verify(path, sums.get(BASE_WEIGHTS_FILE), CompressorFormatError)
+    return path
+
+
+def low_rank_task(
+    name_or_path: str | os.PathLike,
+    part: int | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    revision: str | None = None,
+):
+    """`(task, zoo config)`: the `lora` task a low-rank compressor was trained for (its base
+    network, stored beside it, and its rank and matrices, from its pretraining record). `part`
+    cuts the base's text to that corpus part (of the record's parts), its held-out windows every
+    10th block; `batch_size` windows make the fixed fitness sample."""
+    from latent_evo.compressor.mixin import _resolve
+    from latent_evo.tasks import get_task
+
+    name = str(Path(name_or_path).expanduser()) if is_local(name_or_path) else str(name_or_path)
+    record = _resolve(name, PRETRAINING_FILE, revision=revision)
+    zoo = (_read_json(record).get("zoos") or [{}])[0]
+    if zoo.get("task") != "lora":
+        raise ValueError(
+            f"{record}: not a low-rank (LoRA) compressor (its zoo task is {zoo.get('task')!r}); "
+            f"this needs one, e.g. the bundled {BUNDLED_GPT2!r}"
+        )
+    config = zoo.get("config") or {}
+    overrides = {k: v for k, v in zoo["task_overrides"].items() if k not in ("data", "device")}
+    overrides.update(base_weights=str(base_weights_path(name, revision)),
+                     batch_size=batch_size, fitness_batch_size=batch_size)  # fmt: skip
+    if part is not None:
+        parts = int(config.get("parts", 16))
+        if not 0 <= part < parts:
+            raise ValueError(f"--part {part}: the corpus has parts 0..{parts - 1}")
+        overrides["data"] = {"part": [part, parts], "part_val": "blocks"}
+    elif "data" in zoo["task_overrides"]:
+        overrides["data"] = zoo["task_overrides"]["data"]  # the base network's own text
+    return get_task("lora", device=device, **overrides), config
+
+
 def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
     """The README.md of a compressor repo, from the files in its folder."""
     folder = Path(folder)
@@ -143,10 +204,7 @@ def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
         for key, value in metrics.items():
             if isinstance(value, int | float):
                 lines.append(f"| {key} | {value:.4g} |")
-    lines += [
-        "",
-        "## Usage",
-        "",
+    usage = [
         "```python",
         "import latent_evo",
         "from latent_evo.compressor.hub import load_compressor",
@@ -154,9 +212,17 @@ def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
         f'result = latent_evo.evolve(task="{prov.get("task", "mnist1d-mlp")}", compressor=compressor, strategy="cma_es", evaluations=2000)',
         "print(result.best_fitness, result.test_metrics)",
         "```",
-        "",
     ]
-    return "\n".join(lines)
+    if prov.get("task") == "lora":  # adapters around a stored base: the demo builds the task
+        usage = [
+            f"The base network the decoded adapters apply to is `{BASE_WEIGHTS_FILE}` "
+            "(GPT-2 'mini' weights). Adapt it to a corpus part it never saw:",
+            "",
+            "```bash",
+            "latent-evo demo --family gpt2",
+            "```",
+        ]
+    return "\n".join([*lines, "", "## Usage", "", *usage, ""])
 
 
 def _prod(shape) -> int:
