@@ -41,6 +41,14 @@ SETTINGS = {
         "mnist1d-shift-cnn",
         "unseen task for the CNN compressor: MNIST-1D generated with different settings",
     ),
+    "resnet": (
+        "digits-resnet8",
+        "the compressor's task family, ResNet-8 on digits (fresh search seeds)",
+    ),
+    "resnet-transfer": (
+        "digits-shift-resnet8",
+        "unseen data for the ResNet compressor: digits turned a quarter, moved up to 1 pixel",
+    ),
 }
 POP = 32
 SWITCH = {

@@ -79,6 +79,22 @@ def test_digits_fixed_seeded_split():
     assert torch.allclose(rows.sum(0), all_rows.div(16).sum(0), atol=1e-2)
 
 
+def test_digits_transfer_variant_turns_and_moves_every_image():
+    a, r = D.load_digits(), D.load_digits(rotate=1)
+    assert torch.equal(r.x_train, torch.rot90(a.x_train, 1, dims=(2, 3)))
+    assert torch.equal(r.y_train, a.y_train) and torch.equal(r.y_test, a.y_test)  # same split
+    s = D.load_digits(rotate=1, shift=1)
+    assert torch.equal(s.x_test, D.load_digits(rotate=1, shift=1).x_test)  # seeded offsets
+    pad = torch.nn.functional.pad(r.x_train, (1, 1, 1, 1))  # (N, 1, 10, 10)
+    # every image is its turned original cut from some window of the zero-padded one
+    windows = torch.stack([pad[..., i : i + 8, j : j + 8] for i in range(3) for j in range(3)])
+    match = (windows == s.x_train[None]).flatten(2).all(-1)  # (9, N)
+    assert bool(match.any(0).all())
+    assert int((~match[4]).sum()) > len(s.x_train) // 2  # most are moved (centre: 1/9 of them)
+    with pytest.raises(ValueError, match="shift"):
+        D.load_digits(shift=8)
+
+
 # ---- text ----------------------------------------------------------------------------------------
 def test_char_vocab_roundtrip_and_folding():
     assert len(D.CHAR_VOCAB) == 96

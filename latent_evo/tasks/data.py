@@ -132,22 +132,44 @@ def load_mnist1d(**overrides) -> ClassificationData:
 
 
 # ---- scikit-learn digits -------------------------------------------------------------------------
-def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ClassificationData:
+def load_digits(
+    test_fraction: float = 0.2, seed: int = 0, rotate: int = 0, shift: int = 0
+) -> ClassificationData:
     """sklearn's 8x8 digits (1,797 samples, shipped with sklearn) as `(N, 1, 8, 8)` in [0, 1].
 
-    The split is a seeded permutation, so the same `seed` always gives the same split.
+    The split is a seeded permutation, so the same `seed` always gives the same split. A
+    transfer setting changes the images of both splits: `rotate` quarter turns (counter-
+    clockwise), then each image moved by its own seeded offset of up to `shift` pixels per axis
+    (zero fill).
     """
     from sklearn.datasets import load_digits as sk_load_digits
 
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if not 0 <= shift < 8:
+        raise ValueError(f"shift must be in [0, 7] pixels, got {shift}")
     d = sk_load_digits()
     x = torch.from_numpy(d.images).float().div(16.0).unsqueeze(1)  # pixel values are 0..16
     y = torch.from_numpy(d.target).long()
+    x = torch.rot90(x, int(rotate) % 4, dims=(2, 3))
+    if shift:
+        x = _translate(x, shift, torch.Generator().manual_seed(seed + 1))
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_test = round(len(y) * test_fraction)
     test, train = perm[:n_test], perm[n_test:]
-    return ClassificationData("digits", x[train], y[train], x[test], y[test], 10)
+    name = "digits" if not (rotate % 4 or shift) else f"digits-rot{rotate % 4}-shift{shift}"
+    return ClassificationData(name, x[train], y[train], x[test], y[test], 10)
+
+
+def _translate(x: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Each `(N, C, H, W)` image moved by its own offset in [-shift, shift]² (zero fill)."""
+    n, _, h, w = x.shape
+    pad = torch.nn.functional.pad(x, (shift, shift, shift, shift))  # (N, C, H+2s, W+2s)
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, n), generator=gen)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (N, 1, 1, W)
+    idx = torch.arange(n)[:, None, None, None]
+    return pad[idx, torch.arange(x.shape[1])[None, :, None, None], rows, cols]  # (N, C, H, W)
 
 
 def load_digits40(test_fraction: float = 0.2, seed: int = 0, dims: int = 40) -> ClassificationData:

@@ -38,6 +38,9 @@ class TaskEntry:
 
 # A variant of MNIST-1D for transfer experiments: other templates' noise, shift and shear.
 MNIST1D_SHIFT = {"seed": 7, "max_translation": 24, "corr_noise_scale": 0.5, "shear_scale": 1.0}
+# A variant of digits for transfer experiments: every image a quarter turn, then moved by up to
+# one pixel per axis (its own seeded offset).
+DIGITS_SHIFT = {"rotate": 1, "shift": 1}
 VOCAB = len(D.CHAR_VOCAB)
 
 TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
@@ -78,8 +81,14 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
                             description="digits, 2-d CNN 16-32"),
     "digits-cnn-tiny": TaskEntry("digits", "cnn2d", {"image_size": 8, "channels": (4, 8)},
                                  {"fitness_batch_size": 128}, description="digits, 2-d CNN 4-8"),
+    # fitness on a fixed sample of 512 of the 1,438 training images (a ResNet population is slow)
     "digits-resnet8": TaskEntry("digits", "resnet", {"depth": 8, "in_channels": 1, "width": 16},
+                                {"fitness_batch_size": 512},
                                 description="digits, ResNet-8 (BatchNorm, eval-mode stats)"),
+    "digits-shift-resnet8": TaskEntry("digits", "resnet", {"depth": 8, "in_channels": 1, "width": 16},
+                                      {"fitness_batch_size": 512}, data=DIGITS_SHIFT,
+                                      description="digits turned a quarter and moved up to 1 "
+                                      "pixel per image, ResNet-8"),
     "digits-resnet8-tiny": TaskEntry("digits", "resnet", {"depth": 8, "in_channels": 1, "width": 4},
                                      {"fitness_batch_size": 64}, description="digits, ResNet-8 width 4"),
     "text-lstm": TaskEntry("text", "lstm", {"vocab_size": VOCAB, "embed_dim": 64, "hidden_size": 128},
