@@ -54,13 +54,21 @@ def provenance(argv: list[str], script: str) -> dict[str, Any]:
     }
 
 
+def _merged(merged: Any) -> str:
+    """Other runs merged into a report: their commands and commits (or a note as written)."""
+    if not isinstance(merged, list):
+        return str(merged)
+    return "; ".join(f"`{m['command']}` (commit `{m['commit']}`, started {m['started']})"
+                     for m in merged)  # fmt: skip
+
+
 def provenance_md(prov: dict[str, Any]) -> list[str]:
     return [
         f"- command: `{prov['command']}`",
         f"- commit: `{prov['commit']}` (working tree shared with other engineers)",
         f"- machine: {prov['machine']}; torch {prov['torch']} with "
         f"`torch.set_num_threads({prov['torch_threads']})`, Python {prov['python']}",
-        *([f"- merged: {prov['merged']}"] if "merged" in prov else []),
+        *([f"- merged: {_merged(prov['merged'])}"] if "merged" in prov else []),
         *(
             [f"- tables re-rendered from the JSON by `{prov['rendered_by']}`"]
             if "rendered_by" in prov

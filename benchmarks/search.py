@@ -451,7 +451,20 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 
 def render_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    results = json.loads(Path(args.from_json).read_text())
+    """Re-render one search.json, or several (comma list: runs of the same settings and budget
+    split over processes by method or seed) merged into one report."""
+    files = [Path(f) for f in args.from_json.split(",")]
+    results = json.loads(files[0].read_text())
+    for f in files[1:]:
+        more = json.loads(f.read_text())
+        if more["budget"] != results["budget"]:
+            raise ValueError(f"{f}: budget {more['budget']} differs from {files[0]}'s")
+        for key, st in more["settings"].items():
+            runs = results["settings"].setdefault(key, {**st, "runs": {}})["runs"]
+            for m, rs in st["runs"].items():
+                runs.setdefault(m, []).extend(rs)
+        results["seeds"] = sorted(set(results["seeds"]) | set(more["seeds"]))
+        results["provenance"].setdefault("merged", []).append(more["provenance"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     thresholds = [float(t) for t in args.thresholds.split(",")]

@@ -51,6 +51,12 @@ def test_bench_search_smoke(tmp_path):
                 "--out", str(tmp_path / "r")]  # fmt: skip
     assert bench.main(rerender) == 0
     assert "evals to 0.100" in (tmp_path / "r" / "search.md").read_text()
+    # runs split over processes merge into one report (here: the same file twice)
+    both = f"{tmp_path / 'search.json'},{tmp_path / 'search.json'}"
+    assert bench.main(["search", "--from-json", both, "--out", str(tmp_path / "m")]) == 0
+    merged = (tmp_path / "m" / "search.md").read_text()
+    assert "- merged: `latent-evo bench search" in merged
+    assert "| latent CMA-ES |" in merged and "(4) |" in merged  # 2 seeds twice
     assert bench.main(["search", "--methods", "nope", "--out", str(tmp_path)]) == 2
 
 
