@@ -41,6 +41,19 @@ SETTINGS = {
         "mnist1d-shift-cnn",
         "unseen task for the CNN compressor: MNIST-1D generated with different settings",
     ),
+    # language models: the zoo's text is the corpus' first half (parts 0-7 of 16); a third
+    # element gives the setting's task overrides
+    "lstm": (
+        "text-lstm",
+        "the compressor's task family, char-LSTM 64/128 on the corpus' first "
+        "half (fresh search seeds)",
+        {"data": {"part": [0, 2]}},
+    ),
+    "lstm-transfer": (
+        "text-lstm",
+        "unseen text for the LSTM compressor: corpus parts 14-15 of 16",
+        {"data": {"part": [7, 8]}},
+    ),
     "resnet": (
         "digits-resnet8",
         "the compressor's task family, ResNet-8 on digits (fresh search seeds)",
@@ -278,8 +291,10 @@ def summarize(setting: dict[str, Any], thresholds: list[float]) -> list[dict[str
             hits = [evals_to(r["history"], t) for r in runs] if name != "sgd" else []
             ok = [h for h in hits if h is not None]
             reach[f"{t:.3f}"] = (statistics.median(ok) if ok else None, len(ok), len(runs))
+        bpc = [r["test"]["test_bpc"] for r in runs if "test_bpc" in r["test"]]
         rows.append({
             "method": name, "acc_mean": m, "acc_std": s, "seeds": len(runs),
+            "bpc": _mean_std(bpc) if len(bpc) == len(runs) else None,
             "evaluations": runs[0].get("evaluations"),
             "wall_s": statistics.fmean(r["wall_s"] for r in runs), "reach": reach,
             "note": runs[0].get("note", ""),
@@ -339,6 +354,7 @@ def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) 
         rows = summarize(setting, thresholds)
         sgd = [r for r in rows if r["method"] == "sgd"]
         sgd_acc = sgd[0]["acc_mean"] if sgd else float("nan")
+        text = any(r.get("bpc") for r in rows)  # language models: bits per char too
         thr_keys = [f"{t:.3f}" for t in thresholds] + (
             [f"{0.9 * sgd_acc:.3f}"] if sgd_acc == sgd_acc else []
         )
@@ -350,15 +366,19 @@ def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) 
             "Evaluations to reach a test accuracy: median over the seeds that reached it (k/n "
             "reached); the last column is 90 % of SGD's mean accuracy.",
             "",
-            "| method | test acc (mean ± std) | evals used | wall s / run | "
+            "| method | test acc (mean ± std) | "
+            + ("test bits/char | " if text else "")
+            + "evals used | wall s / run | "
             + " | ".join(f"evals to {k}" for k in thr_keys)
             + " |",
-            "|---|---:|---:|---:|" + "---:|" * len(thr_keys),
+            "|---|---:|---:|---:|" + "---:|" * (len(thr_keys) + text),
         ]
         for r in rows:
             label = LABELS.get(r["method"], r["method"])
             if "skipped" in r:
-                lines.append(f"| {label} | skipped: {r['skipped']} |" + " |" * (2 + len(thr_keys)))
+                lines.append(
+                    f"| {label} | skipped: {r['skipped']} |" + " |" * (2 + text + len(thr_keys))
+                )
                 continue
             cells = []
             for k in thr_keys:
@@ -367,7 +387,15 @@ def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) 
                              (f"{med:,.0f} ({ok}/{n})" if med is not None else f"not ({ok}/{n})"))  # fmt: skip
             ev = "gradients" if r["evaluations"] is None else f"{r['evaluations']:,}"
             lines.append(
-                f"| {label} | {r['acc_mean']:.3f} ± {r['acc_std']:.3f} ({r['seeds']}) | {ev} | "
+                f"| {label} | {r['acc_mean']:.3f} ± {r['acc_std']:.3f} ({r['seeds']}) | "
+                + (
+                    f"{r['bpc'][0]:.3f} ± {r['bpc'][1]:.3f} | "
+                    if r.get("bpc")
+                    else "| "
+                    if text
+                    else ""
+                )  # fmt: skip
+                + f"{ev} | "
                 f"{r['wall_s']:.1f} | " + " | ".join(cells) + " |"
             )
         notes = [(LABELS.get(r["method"], r["method"]), r.get("note")) for r in rows]
@@ -421,15 +449,17 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         js.write_text(json.dumps(results, indent=1, default=float))
 
     for key in settings:
-        task_name, desc = SETTINGS[key]
+        task_name, desc, *more = SETTINGS[key]
+        overrides = more[0] if more and not args.task else {}
         if args.task:
             task_name = args.task
-        task = get_task(task_name)
+        task = get_task(task_name, **overrides)
         ms = methods if not key.endswith("transfer") or args.transfer_methods == "all" else [
             m for m in methods if m in args.transfer_methods.split(",")
         ]  # fmt: skip
         st = results["settings"][key] = {
-            "task": task_name, "description": desc, "params": task.spec.numel, "runs": {},
+            "task": task_name, "task_overrides": overrides, "description": desc,
+            "params": task.spec.numel, "runs": {},
             "plot": f"search{args.suffix}_{key}.png",
         }  # fmt: skip
         for m in ms:
