@@ -81,12 +81,12 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
                             description="digits, 2-d CNN 16-32"),
     "digits-cnn-tiny": TaskEntry("digits", "cnn2d", {"image_size": 8, "channels": (4, 8)},
                                  {"fitness_batch_size": 128}, description="digits, 2-d CNN 4-8"),
-    # fitness on a fixed sample of 512 of the 1,438 training images (a ResNet population is slow)
+    # fitness on a fixed sample of 256 of the 1,438 training images (a ResNet population is slow)
     "digits-resnet8": TaskEntry("digits", "resnet", {"depth": 8, "in_channels": 1, "width": 16},
-                                {"fitness_batch_size": 512},
+                                {"fitness_batch_size": 256},
                                 description="digits, ResNet-8 (BatchNorm, eval-mode stats)"),
     "digits-shift-resnet8": TaskEntry("digits", "resnet", {"depth": 8, "in_channels": 1, "width": 16},
-                                      {"fitness_batch_size": 512}, data=DIGITS_SHIFT,
+                                      {"fitness_batch_size": 256}, data=DIGITS_SHIFT,
                                       description="digits turned a quarter and moved up to 1 "
                                       "pixel per image, ResNet-8"),
     "digits-resnet8-tiny": TaskEntry("digits", "resnet", {"depth": 8, "in_channels": 1, "width": 4},
@@ -107,9 +107,9 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
     "mnist-cnn": TaskEntry("mnist", "cnn2d", {"image_size": 28, "channels": (16, 32)},
                            {"fitness_batch_size": 1024}, description="MNIST (local root), 2-d CNN"),
     "cifar10-resnet8": TaskEntry("cifar10", "resnet", {"depth": 8, "in_channels": 3, "width": 16},
-                                 {"fitness_batch_size": 512}, description="CIFAR-10 (local root), ResNet-8"),
+                                 {"fitness_batch_size": 256}, description="CIFAR-10 (local root), ResNet-8"),
     "cifar100-resnet8": TaskEntry("cifar100", "resnet", {"depth": 8, "in_channels": 3, "width": 16,
-                                  "num_classes": 100}, {"fitness_batch_size": 512},
+                                  "num_classes": 100}, {"fitness_batch_size": 256},
                                   description="CIFAR-100 (local root), ResNet-8"),
 }  # fmt: skip
 
