@@ -107,9 +107,9 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
     "mnist-cnn": TaskEntry("mnist", "cnn2d", {"image_size": 28, "channels": (16, 32)},
                            {"fitness_batch_size": 1024}, description="MNIST (local root), 2-d CNN"),
     "cifar10-resnet8": TaskEntry("cifar10", "resnet", {"depth": 8, "in_channels": 3, "width": 16},
-                                 {"fitness_batch_size": 256}, description="CIFAR-10 (local root), ResNet-8"),
+                                 {"fitness_batch_size": 512}, description="CIFAR-10 (local root), ResNet-8"),
     "cifar100-resnet8": TaskEntry("cifar100", "resnet", {"depth": 8, "in_channels": 3, "width": 16,
-                                  "num_classes": 100}, {"fitness_batch_size": 256},
+                                  "num_classes": 100}, {"fitness_batch_size": 512},
                                   description="CIFAR-100 (local root), ResNet-8"),
 }  # fmt: skip
 
