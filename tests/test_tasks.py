@@ -197,6 +197,17 @@ def test_sgd_lowers_fitness(name):
     assert after < 0.9 * before, (before, after)
 
 
+def test_sgd_reference_trains_a_batchnorm_network():
+    """The Adam reference of every search table on a genome holding BatchNorm running
+    statistics: they stay fixed (BatchNorm refuses a running_mean that requires grad)."""
+    from latent_evo.tasks.sgd import run_sgd
+
+    task = get_task("digits-resnet8-tiny")
+    before = task.evaluate(task.init_genomes(1, torch.Generator().manual_seed(0))[0])
+    res = run_sgd(task, 40, lr=1e-2, seed=0, batch_size=64)
+    assert res["test"]["test_loss"] < before["test_loss"]
+
+
 def test_sgd_mnist1d_mlp_reaches_sane_test_accuracy():
     task = get_task("mnist1d-mlp")
     torch.manual_seed(0)

@@ -20,13 +20,17 @@ def run_sgd(task, steps: int, lr: float, seed: int, batch_size: int = 128) -> di
     gen = torch.Generator().manual_seed(seed)
     genome = task.init_genomes(1, gen)[0].clone().requires_grad_(True)
     opt = torch.optim.Adam([genome], lr=lr)
+    # buffers in the genome (BatchNorm running statistics) stay as they are, as in the zoo's
+    # training: BatchNorm refuses a running_mean that requires grad; a zero gradient leaves
+    # their slots unchanged under Adam
+    trainable = {name for name, _ in task.model.named_parameters()}
     history, t0 = [], time.perf_counter()
     for step in tqdm(range(1, steps + 1), desc="SGD (Adam)", unit="step", dynamic_ncols=True):
         x, y = task.sample_batch(gen, batch_size)
         # one network: a plain functional_call (no vmap over a population of one)
-        loss = task.loss_fn(
-            functional_call(task.model, task.spec.unflatten(genome), (x,)), y
-        ).mean()
+        params = {k: v if k in trainable else v.detach()
+                  for k, v in task.spec.unflatten(genome).items()}  # fmt: skip
+        loss = task.loss_fn(functional_call(task.model, params, (x,)), y).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
