@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from latent_evo.benchmarks.common import provenance, provenance_md
+from latent_evo.cli.demo_gpt2 import adam_on_adapters
 
 METHODS = ("latent-cma", "eggroll", "openai-es", "adam", "zoo-best", "zoo-noise", "base")
 
@@ -70,18 +71,6 @@ def run_search(method: str, task, compressor: str, evaluations: int, pop: int, s
                      strategy_hparams={"sigma_init": 0.02, "lr": 0.02}, **common)  # fmt: skip
     curve = [(h["evaluations"], h["best_fitness"]) for h in res.history]
     return float(res.test_metrics["test_bpc"]), curve
-
-
-def run_adam(task, steps: int, lr: float, seed: int) -> float:
-    gen = torch.Generator().manual_seed(seed)
-    g = task.init_genomes(1, gen)[0].clone().requires_grad_(True)
-    opt = torch.optim.Adam([g], lr=lr)
-    for step in range(steps):
-        loss = task.fitness(g[None], task.batch(step)).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return float(task.evaluate(g.detach())["test_bpc"])
 
 
 def memorisation(task, ds, evaluations: int, seed: int) -> dict[str, float]:
@@ -144,7 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
                     bpc, curve = run_search(method, task, args.compressor, args.evaluations,
                                             args.pop, seed)  # fmt: skip
                 elif method == "adam":
-                    bpc = run_adam(task, args.evaluations // args.pop, args.adam_lr, seed)
+                    bpc = adam_on_adapters(task, args.evaluations // args.pop, args.adam_lr, seed)[
+                        0
+                    ]
                 elif method == "base":
                     bpc = float(task.evaluate(task.init_genomes(1)[0])["test_bpc"])
                 else:

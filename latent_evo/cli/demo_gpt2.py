@@ -24,8 +24,9 @@ import torch
 WINDOWS = 16  # windows of 64 characters in the fixed fitness sample (and in Adam's minibatches)
 
 
-def _adam(task, steps: int, lr: float, seed: int) -> tuple[float, float]:
-    """Adam on the adapters from the LoRA init; (held-out bits/char, wall seconds)."""
+def adam_on_adapters(task, steps: int, lr: float, seed: int) -> tuple[float, float]:
+    """Adam on a `lora` task's adapters from the LoRA init, one minibatch of the task's training
+    windows per step: the gradient reference (held-out bits/char, wall seconds)."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -78,12 +79,12 @@ def run_gpt2_demo(
         low_rank_task,
     )
     from latent_evo.evolution.evolve import evolve
+    from latent_evo.evolution.loop import resolve_device
 
     folder = Path(compressor) if compressor is not None else bundled_compressor_path(BUNDLED_GPT2)
     if not folder.is_dir():
         raise FileNotFoundError(f"--compressor {folder}: not a local compressor folder")
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else device
-    dev = "cpu" if dev == "auto" else dev
+    dev = str(resolve_device(device))
     # a bad folder, part or base network is an error here, before any work
     task, zoo_cfg = low_rank_task(folder, part, batch_size=WINDOWS, device=dev)
     comp = load_compressor(folder).eval()
@@ -120,7 +121,7 @@ def run_gpt2_demo(
                      "test_bpc": res.test_metrics["test_bpc"]})  # fmt: skip
     steps = max(budget // popsize, 1)
     print(f"== Adam on the same adapters ({steps} steps)")
-    adam_bpc, adam_wall = _adam(task, steps, adam_lr, seed)
+    adam_bpc, adam_wall = adam_on_adapters(task, steps, adam_lr, seed)
     base_bpc = float(task.evaluate(task.init_genomes(1)[0])["test_bpc"])
     rows.append({"method": f"Adam, {steps} steps of {WINDOWS} windows", "evaluations": "n/a (gradients)",
                  "wall_s": adam_wall, "test_bpc": adam_bpc})  # fmt: skip
