@@ -54,6 +54,17 @@ SETTINGS = {
         "unseen text for the LSTM compressor: corpus parts 14-15 of 16",
         {"data": {"part": [7, 8]}},
     ),
+    "gpt2": (
+        "text-gpt2-tiny",
+        "the compressor's task family, GPT-2 'tiny' (95,664 params) on the corpus' first half "
+        "(fresh search seeds)",
+        {"data": {"part": [0, 2]}},
+    ),
+    "gpt2-transfer": (
+        "text-gpt2-tiny",
+        "unseen text for the GPT-2 'tiny' compressor: corpus parts 14-15 of 16",
+        {"data": {"part": [7, 8]}},
+    ),
     "resnet": (
         "digits-resnet8",
         "the compressor's task family, ResNet-8 on digits (fresh search seeds)",
@@ -76,6 +87,9 @@ OUTPUT_LAYER = ["<output layer>"]  # placeholder: `output_layer(task.spec)` at r
 DIRECT_CMA_MAX_DIM = 2000  # full-covariance CMA-ES: d x d matrix and O(d^2)+ work per generation
 
 
+MINIBATCH = ("latent-cma", "latent-cma-zoo-switch", "direct-openai-es", "portfolio")
+
+
 def evolve_methods() -> dict[str, dict[str, Any]]:
     """Every evolutionary method's `evolve` options (step sizes fixed a priori, not tuned here)."""
     cma = dict(mode="latent", strategy="cma_es", popsize=POP, strategy_hparams={"sigma_init": 0.5},
@@ -83,7 +97,7 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
     # the default search: starts from the best of 256 prior samples (a bad first draw is what
     # a short search cannot recover from), then the latent / direct portfolio
     default = {**cma, "init": {"kind": "prior", "samples": 256}, "portfolio": PORTFOLIO}
-    return {
+    methods = {
         "latent-cma": cma,
         "latent-cma-switch": {**cma, "switch": SWITCH},
         # warm start: the search begins at the encoding of the zoo's best checkpoint (every zoo
@@ -134,6 +148,11 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         "direct-cma": dict(mode="direct", strategy="cma_es", popsize=POP,
                            strategy_hparams={"sigma_init": 0.02}, init={"kind": "task"}),
     }  # fmt: skip
+    # fitness on a fresh training minibatch each generation, the best re-scored on each: what
+    # keeps a search from over-fitting one fixed sample of an unseen task's data
+    for k in MINIBATCH:
+        methods[f"{k}-minibatch"] = {**methods[k], "fitness_batch": "step"}
+    return methods
 
 
 BASELINES = ("sgd", "zoo-best", "zoo-best-noise", "zoo-avg-top", "prior-best-of-n")
@@ -141,6 +160,7 @@ ALL_METHODS = (*evolve_methods(), *BASELINES, *EXTERNAL)
 # methods that read the zoo (memorisation baselines, zoo warm start)
 ZOO_METHODS = (
     "latent-cma-zoo-switch",
+    "latent-cma-zoo-switch-minibatch",
     "residual-cma-zoo-switch",
     "zoo-best",
     "zoo-best-noise",
@@ -177,6 +197,7 @@ LABELS = {
     "prior-best-of-n": "best of N prior samples",
     **{k: label for k, (_, label) in EXTERNAL.items()},
 }
+LABELS.update({f"{k}-minibatch": f"{LABELS[k]}, fresh minibatches" for k in MINIBATCH})
 
 
 def output_layer(spec) -> list[str]:

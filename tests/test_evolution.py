@@ -106,6 +106,20 @@ def test_direct_mode_same_api(task):
     assert math.isclose(float(f[0]), res.best_fitness, rel_tol=1e-5)
 
 
+def test_fresh_minibatches_rescore_the_best_on_each_batch(task):
+    """With `fitness_batch: step`, the best so far is compared with each generation on that
+    generation's batch (one counted evaluation per generation), so the reported best fitness is
+    the best network's loss on the last batch, not the luck of an easy batch."""
+    gens, P = 6, 16
+    res = evolve(task, None, "ga", generations=gens, popsize=P, seed=0, fitness_batch="step",
+                 strategy_hparams={"mutation_sigma": 0.02})  # fmt: skip
+    assert res.history[-1]["evaluations"] == gens * P + (gens - 1)  # no best before generation 0
+    last = task.batch(gens - 1)
+    f = task.fitness_genomes(res.best_genome[None], last)
+    assert math.isclose(float(f[0]), res.best_fitness, rel_tol=1e-5)
+    assert len({round(h["best_fitness"], 6) for h in res.history}) > 1
+
+
 def test_residual_search_starts_at_base_and_beats_the_decoder(task, compressor, zoo, tmp_path):
     base = zoo[-1]  # a trained zoo network, given as a file: NOT in the decoder's image
     path = tmp_path / "base.safetensors"

@@ -164,7 +164,8 @@ class EvolveConfig:
     evaluations: int | None = None
     seed: int = 0
     device: str = "auto"
-    #: fitness on the task's fixed batch, or on `task.batch(generation)` (a fresh minibatch)
+    #: fitness on the task's fixed batch, or on `task.batch(generation)` (a fresh minibatch;
+    #: the best so far is then re-scored on each generation's batch, one evaluation each)
     fitness_batch: Literal["fixed", "step"] = "fixed"
     #: test metrics of the best genome every k generations (0 = only at the end)
     eval_every: int = 5

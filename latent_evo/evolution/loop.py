@@ -194,9 +194,22 @@ class LatentEvolution:
 
     # ------------------------------------------------------------------ evaluation
     def _batch(self) -> Any:
-        if self.cfg.fitness_batch == "step" and hasattr(self.task, "batch"):
+        if self._fresh_batches:
             return self.task.batch(self.generation)
         return None
+
+    @property
+    def _fresh_batches(self) -> bool:
+        return self.cfg.fitness_batch == "step" and hasattr(self.task, "batch")
+
+    def _rescore_best(self) -> None:
+        """On fresh minibatches, the best so far is re-evaluated on this generation's batch (one
+        counted evaluation), so it is replaced only by a member that beats it on the same data:
+        across batches, the member that met the easiest batch would win, not the best network."""
+        if self._fresh_batches and self.best_genome is not None:
+            f = self._evaluate_genomes(self.best_genome[None], self._batch())
+            self.evaluations += 1
+            self.best_fitness = float(sanitize_fitness(f)[0])
 
     def _evaluate_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
         with torch.no_grad():
@@ -300,6 +313,7 @@ class LatentEvolution:
         if event is not None:
             self.events.append(event)
         strat, space = self.switcher.active(self.strategy, self.space)
+        self._rescore_best()
         x = strat.ask()  # (P, d)
         record: dict[str, Any] = {}
         if self.cfg.surrogate.enabled and self.phase == "latent" and self.compressor is not None:
