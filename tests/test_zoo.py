@@ -178,6 +178,23 @@ def test_resume_skips_finished_cohorts_and_is_bit_identical(tiny_zoo, tmp_path, 
     assert torch.equal(a.genomes(), b.genomes()) and torch.equal(a.fitness, b.fitness)
 
 
+def test_stem_cohort_branches_from_one_trained_network(tmp_path):
+    """`stem_epochs`: the cohort's shared init is trained first, so every member's epoch-0
+    checkpoint is that trained network (lower loss than the raw shared init)."""
+    cohorts = [{"count": 1, "models_per_cohort": 3, "shared_init": True}]
+    plain = {**TINY, "cohorts": cohorts, "hparams": {**TINY["hparams"], "label_noise": 0.0}}
+    stem = {**plain, "cohorts": [{**cohorts[0], "stem_epochs": 3, "stem_lr": 1e-2}]}
+    ds = {}
+    for name, cfg in (("plain", plain), ("stem", stem)):
+        ds[name] = ZooDataset(generate_zoo(config_from_dict(cfg), tmp_path / name, progress=False))
+    g0 = {k: d.genomes(torch.nonzero(d.epochs == 0).squeeze(1)) for k, d in ds.items()}
+    assert (g0["stem"] == g0["stem"][0]).all() and not torch.equal(g0["stem"][0], g0["plain"][0])
+    f0 = {k: d.fitness[d.epochs == 0].mean() for k, d in ds.items()}
+    assert f0["stem"] < f0["plain"] - 0.1
+    with pytest.raises(ZooConfigError, match=r"cohorts\[0\].*stem_epochs.*shared_init"):
+        config_from_dict({**TINY, "cohorts": [{"count": 1, "stem_epochs": 2}]})
+
+
 def test_config_validation(tmp_path):
     with pytest.raises(ZooConfigError, match="unknown config key.*lrr"):
         config_from_dict({**TINY, "hparams": {"lrr": 0.1}})

@@ -23,7 +23,9 @@ hyper-parameters are sampled from::
 Ranges: `lr`, `weight_decay` and `init_scale` are log-uniform (so `lo` must be > 0; a fixed 0 is
 fine for `weight_decay`), `label_noise` is uniform, `epochs` is uniform over integers.
 In a shared-init cohort every model starts from the same weights (one `init_scale` per cohort) and
-differs by learning rate, weight decay, batch order, data subset, label noise and epochs.
+differs by learning rate, weight decay, batch order, data subset, label noise and epochs. With
+`stem_epochs: k` (shared-init cohorts only) those weights are first trained for k epochs, so the
+members branch from one partly trained network.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class CohortGroup:
     count: int = 1  # how many cohorts of this kind
     models_per_cohort: int = 16
     shared_init: bool = False
+    #: a shared-init cohort first trains its one initial network for this many epochs (on all
+    #: training data, at `stem_lr`) and every member starts from that: where training noise, not
+    #: the init, decides the basin (GPT-2's 0.02-std init), members then share one
+    stem_epochs: int = 0
+    stem_lr: float = 3e-3
 
 
 @dataclass
@@ -112,6 +119,12 @@ class ZooConfig:
         for i, g in enumerate(self.cohorts):
             if g.count < 1 or g.models_per_cohort < 1:
                 raise bad(f"cohorts[{i}]: 'count' and 'models_per_cohort' must be >= 1")
+            if g.stem_epochs < 0 or (g.stem_epochs and not g.shared_init) or g.stem_lr <= 0:
+                raise bad(
+                    f"cohorts[{i}]: 'stem_epochs' must be >= 0 and needs 'shared_init: true' "
+                    f"(one network trained, then shared), and 'stem_lr' > 0; got "
+                    f"stem_epochs={g.stem_epochs}, shared_init={g.shared_init}, stem_lr={g.stem_lr}"
+                )
         eps = self.checkpoint_epochs
         if not eps or any(not isinstance(e, int) or e < 0 for e in eps) or sorted(set(eps)) != eps:
             raise bad(f"'checkpoint_epochs' must be increasing non-negative integers, got {eps}")

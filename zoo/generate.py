@@ -59,7 +59,30 @@ def _metrics(
     return {k: v / len(x) for k, v in sums.items()}
 
 
-def plan_cohort(cfg: ZooConfig, task, cohort: int, shared_init: bool, size: int) -> dict[str, Any]:
+def _train_stem(cfg: ZooConfig, task, init: torch.Tensor, group, gen: torch.Generator):
+    """`init` `(n,)` trained for `group.stem_epochs` epochs on all training data: the shared start
+    of a cohort's members."""
+    params = train_cohort(
+        task.model,
+        task.loss_fn,
+        task.spec.unflatten(init[None].to(task.device)),
+        task.train_data[0],
+        task.train_data[1],
+        lr=torch.tensor([group.stem_lr]),
+        weight_decay=torch.zeros(1),
+        epochs=torch.tensor([group.stem_epochs]),
+        order_seeds=torch.randint(0, 2**62, (1,), generator=gen),
+        batch_size=cfg.batch_size,
+        optimizer=cfg.optimizer,
+        betas=cfg.betas,
+        momentum=cfg.momentum,
+    )
+    return task.spec.flatten_batch(params)[0].cpu()
+
+
+def plan_cohort(
+    cfg: ZooConfig, task, cohort: int, shared_init: bool, size: int, group=None
+) -> dict[str, Any]:
     """Initial genomes `(P, n)` and per-model hyper-parameters of one cohort (deterministic)."""
     gen = _cohort_generator(cfg.seed, cohort)
     h = cfg.hparams
@@ -94,6 +117,8 @@ def plan_cohort(cfg: ZooConfig, task, cohort: int, shared_init: bool, size: int)
         flip = torch.rand(size, n_train, generator=gen, dtype=torch.float64) < noise.unsqueeze(1)
         rand_y = torch.randint(0, n_cls, (size, n_train), generator=gen)
         targets = torch.where(flip, rand_y, y.unsqueeze(0))  # (P, N)
+    if group is not None and group.stem_epochs:  # drawn last: other cohorts' plans unchanged
+        init = _train_stem(cfg, task, init[0], group, gen).expand(size, -1).contiguous()
     return dict(
         init=init, lr=lr, weight_decay=wd, epochs=epochs, label_noise=noise, order_seeds=order_seeds,
         init_scale=scale.clone(), subsets=subsets, targets=targets,
@@ -108,9 +133,10 @@ def train_one_cohort(
     shared_init: bool,
     size: int,
     on_step=None,
+    group=None,
 ):
     """Train one cohort; returns `(genomes (R, n), rows)` with one row per checkpoint."""
-    plan = plan_cohort(cfg, task, cohort, shared_init, size)
+    plan = plan_cohort(cfg, task, cohort, shared_init, size, group)
     dev = task.device
     n_train = plan["subsets"].shape[1] if plan["subsets"] is not None else len(task.train_data[0])
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
@@ -237,6 +263,7 @@ def generate_zoo(
                 group.shared_init,
                 size,
                 on_step=lambda s=per_step: bar.update(s),
+                group=group,
             )
             writer.write_part(part, genomes, rows)
             bar.n = done_models = done_models + size  # exact count after float updates
