@@ -444,6 +444,14 @@ def test_cli_info(tiny_zoo, capsys, tmp_path):
         info["checkpoints"] == len(ZooDataset(tiny_zoo, "all"))
         and info["per_epoch"]["0"]["checkpoints"] == 6
     )
+    # the share of weight variance within cohorts, computed here the long way
+    ds = ZooDataset(tiny_zoo, "all")
+    final = ds.final_checkpoints()
+    g, c = ds.genomes(final).double(), ds.cohorts[final]
+    within = sum(((g[c == k] - g[c == k].mean(0)) ** 2).sum() for k in c.unique())
+    share = float(within / ((g - g.mean(0)) ** 2).sum())
+    assert 0 < share < 1 and math.isclose(info["within_cohort_share"], share, abs_tol=1e-4)
+    assert "weight variance lies within cohorts" in out
     assert zoo_main(["info", str(tmp_path / "nope")]) == 1
     assert "not a zoo" in capsys.readouterr().err
     from latent_evo.cli import main as top_main

@@ -227,6 +227,23 @@ class ZooDataset(Dataset):
             last[int(self.model_ids[i])] = i
         return torch.tensor(sorted(last.values()), dtype=torch.int64)
 
+    @torch.no_grad()
+    def within_cohort_share(self) -> float:
+        """Share of the final networks' weight variance that lies within cohorts (0..1), one
+        cohort in memory at a time. Near 1 in a shared-init zoo means the shared start did not
+        keep its members together (training noise decided where each landed), and a compressor
+        then has to reconstruct what is, to it, a zoo of unrelated networks. NaN with one cohort."""
+        final = self.final_checkpoints()
+        if len(self.cohorts[final].unique()) < 2:
+            return float("nan")
+        n, total, sq, within = 0, 0.0, 0.0, 0.0
+        for c in self.cohorts[final].unique().tolist():
+            g = self.genomes(final[self.cohorts[final] == c]).double()  # (m, n_params)
+            within += float(((g - g.mean(0)) ** 2).sum())
+            n, total, sq = n + len(g), total + g.sum(0), sq + (g**2).sum(0)
+        between_and_within = float((sq - total**2 / n).sum())  # sum of squares about the mean
+        return within / between_and_within if between_and_within > 0 else 0.0
+
     def best_checkpoint(self) -> int:
         """Index of the final checkpoint with the lowest training loss: the "best zoo
         checkpoint", the memorisation baseline every search result stands next to. Chosen by

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -123,6 +124,7 @@ def zoo_info(zoo_dir: str | Path) -> dict:
             "test_accuracy_mean": round(float(ds.accuracy[sel].nanmean()), 4),
         }
     size = sum(f.stat().st_size for f in Path(zoo_dir).rglob("*") if f.is_file())
+    share = ds.within_cohort_share()
     return {
         "name": card.get("name"),
         "task": card["task"],
@@ -134,6 +136,7 @@ def zoo_info(zoo_dir: str | Path) -> dict:
         "genome_length": ds.spec.numel,
         "size_bytes": size,
         "per_epoch": per_epoch,
+        "within_cohort_share": None if math.isnan(share) else round(share, 4),
     }
 
 
@@ -147,6 +150,11 @@ def _print_info(info: dict) -> None:
     print(
         f"  genome length {info['genome_length']:,}, {info['size_bytes'] / 2**20:.1f} MiB on disk"
     )
+    if info["within_cohort_share"] is not None:  # None with a single cohort
+        print(
+            f"  {info['within_cohort_share']:.1%} of the final networks' weight variance lies within "
+            "cohorts (near 100 % in a shared-init zoo: its members did not stay together)"
+        )
     print("  epoch  checkpoints  test_loss  test_acc")
     for e, r in info["per_epoch"].items():
         print(
