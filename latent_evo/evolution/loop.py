@@ -48,6 +48,7 @@ from latent_evo.evolution.hybrid import (
     unprefixed,
 )
 from latent_evo.evolution.portfolio import Portfolio
+from latent_evo.evolution.progress import RunProgress
 from latent_evo.evolution.sources import load_network_genome, load_zoo_genomes, prior_codes
 from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.strategies import Strategy
@@ -388,25 +389,17 @@ class LatentEvolution:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self.request_stop)
-        bar = _progress_bar(self, generations, progress)
+        total = generations if generations is not None else self.cfg.generations
+        bar = RunProgress(total, self.generation, progress)
         try:
             while not self.done(generations, evaluations) and not self._stop:
-                rec = self.step()
-                if bar is not None:
-                    bar.set_postfix(
-                        evals=rec["evaluations"], best=f"{rec['best_fitness']:.4g}",
-                        mean=f"{rec['mean_fitness']:.4g}", phase=rec["phase"],
-                        evals_s=f"{rec['evaluations'] / max(bar.format_dict['elapsed'], 1e-9):.0f}",
-                        refresh=False,
-                    )  # fmt: skip
-                    bar.update(1)
+                bar.update(self.step())
                 if checkpoint_dir and every and self.generation % every == 0:
                     self.save(checkpoint_dir)
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
-            if bar is not None:
-                bar.close()
+            bar.close()
         if checkpoint_dir:
             self.save(checkpoint_dir)
         return self.result()
@@ -503,12 +496,3 @@ class LatentEvolution:
         path = Path(root) / "checkpoints"
         tensors, meta = load_checkpoint(path if path.exists() else root)
         self.load_state_dict(tensors, meta)
-
-
-def _progress_bar(run: LatentEvolution, generations: int | None, enabled: bool):
-    if not enabled or not is_main():
-        return None
-    from tqdm.auto import tqdm
-
-    total = generations if generations is not None else run.cfg.generations
-    return tqdm(total=total, initial=run.generation, unit="gen", dynamic_ncols=True)
