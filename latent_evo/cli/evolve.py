@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="output directory (default runs/<config>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--pbt",
+        type=int,
+        metavar="N",
+        help="population-based training of the "
+        "strategy's hyper-parameters over N runs sharing the budget (see pbt.*)",
+    )
     return p
 
 
@@ -87,6 +94,8 @@ def load_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> E
         apply_override(raw, k, v)
     if args.compressor:
         raw["compressor"] = args.compressor
+    if getattr(args, "pbt", None):
+        raw.setdefault("pbt", {}).update(enabled=True, members=args.pbt)
     try:
         return EvolveConfig.from_dict(raw)
     except ConfigError as e:
@@ -165,6 +174,8 @@ def _run(cfg: EvolveConfig, run_dir: Path, resume: bool, progress: bool) -> int:
     from latent_evo.tasks.function import NonFiniteFitnessError
 
     device = resolve_device(cfg.device)
+    if cfg.pbt.enabled:
+        return _run_pbt(cfg, run_dir, resume, progress, device)
     init_from_env(device)
     main_rank = is_main()
     try:  # built before anything is written: a bad task/strategy/compressor leaves no run dir
@@ -217,6 +228,53 @@ def _run(cfg: EvolveConfig, run_dir: Path, resume: bool, progress: bool) -> int:
     print(f"run directory: {run_dir}")
     del torch
     return 130 if result.interrupted else 0
+
+
+def _run_pbt(cfg: EvolveConfig, run_dir: Path, resume: bool, progress: bool, device: Any) -> int:
+    """PBT's run directory: config.yaml, checkpoints/, best.safetensors, pbt.json (each member's
+    hyper-parameters and every exploit), summary.md, plot.png (the best member's history)."""
+    from safetensors.torch import save_file
+
+    from latent_evo.evolution.pbt import PBT
+    from latent_evo.evolution.plots import plot_history, summary_table
+    from latent_evo.tasks.function import NonFiniteFitnessError
+
+    try:
+        pbt = PBT(cfg.task.name, None, cfg, device=device)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"latent-evo evolve: error: {e}", file=sys.stderr)
+        return 2
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if resume and (run_dir / "checkpoints").exists():
+        pbt.load(run_dir)
+        print(f"resumed {run_dir} at round {pbt.round} ({pbt.evaluations} evaluations)")
+    try:
+        res = pbt.run(checkpoint_dir=run_dir, progress=progress)
+    except NonFiniteFitnessError as e:
+        print(f"latent-evo evolve: error: {e}", file=sys.stderr)
+        return 3
+    best = res.best
+    sd = {k: v.detach().cpu().contiguous() for k, v in best.best_model.state_dict().items()}
+    save_file(sd, str(run_dir / "best.safetensors"))
+    (run_dir / "pbt.json").write_text(json.dumps(
+        {"hparams": res.hparams, "events": res.events, "evaluations": res.evaluations,
+         "best_fitness": [m.best_fitness for m in res.members]}, indent=1))  # fmt: skip
+    plot_history(best.history, run_dir / "plot.png", best.events,
+                 title=f"{cfg.task.name} / PBT {cfg.strategy.name} (best member)")  # fmt: skip
+    i = res.members.index(best)
+    rows = {
+        "task": cfg.task.name, "mode": cfg.mode, "strategy": cfg.strategy.name,
+        "members": len(res.members), "true evaluations (all members)": res.evaluations,
+        "best member": i, "best fitness": best.best_fitness, **best.test_metrics,
+        **{f"tuned {k}": v for k, v in res.hparams[i].items()},
+        "exploits": len(res.events),
+    }  # fmt: skip
+    table = summary_table(rows)
+    (run_dir / "summary.md").write_text(table + "\n")
+    print(table)
+    print(f"run directory: {run_dir}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ sources.py       starting genomes from a network file or a zoo
 checkpoint.py    atomic safetensors + JSON checkpoints (a killed run resumes bit-identically)
 distributed.py   sharding a population over torch.distributed ranks
 plots.py         the run directory's fitness / accuracy plot and summary table
+pbt.py           population-based training of a strategy's hyper-parameters over N runs
 """
 
 from latent_evo.evolution.config import ConfigError, EvolveConfig
 from latent_evo.evolution.evolve import evolve
 from latent_evo.evolution.loop import EvolveResult, LatentEvolution
+from latent_evo.evolution.pbt import PBT, PBTResult
 
-__all__ = ["ConfigError", "EvolveConfig", "EvolveResult", "LatentEvolution", "evolve"]
+__all__ = ["PBT", "ConfigError", "EvolveConfig", "EvolveResult", "LatentEvolution", "PBTResult",
+           "evolve"]  # fmt: skip

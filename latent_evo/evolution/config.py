@@ -151,6 +151,26 @@ class FinetuneConfig:
 
 
 @dataclass
+class PBTConfig:
+    """Population-based training of the strategy's hyper-parameters (`latent_evo.evolution.pbt`):
+    `members` runs share the `evaluations` budget; every `every` generations the worst copy the
+    best's state and perturb the tuned values. `latent-evo evolve --pbt N` enables it."""
+
+    enabled: bool = False
+    members: int = 4
+    every: int = 10
+    #: strategy hyper-parameters to tune (positive numbers; a step size also rescales live σ)
+    hparams: list[str] = field(default_factory=lambda: ["sigma_init", "lr"])
+    #: members 1..N-1 start at the configured value times a log-uniform factor within x/÷ spread
+    spread: float = 4.0
+    #: explore: each tuned value is multiplied by one of these factors after a copy (Jaderberg
+    #: et al. used 0.8 / 1.2 over long trainings; a few thousand evaluations need larger moves)
+    perturb: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    #: the worst fraction copies one of the best fraction
+    fraction: float = 0.25
+
+
+@dataclass
 class EvolveConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
@@ -177,6 +197,7 @@ class EvolveConfig:
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    pbt: PBTConfig = field(default_factory=PBTConfig)
     #: checkpoint every k generations (0 = only at the end / on a signal); CLI runs only
     checkpoint_every: int = 10
 
