@@ -30,7 +30,7 @@ def test_pbt_recovers_from_badly_set_hyperparameters():
     assert res.best.best_fitness < 0.6 * single.best_fitness
     assert res.events and all(e["member"] != e["copied"] for e in res.events)
     # the tuned values moved away from the bad ones, towards smaller steps
-    tuned = res.hparams[res.members.index(res.best)]
+    tuned = res.hparams[res.best_index]
     assert tuned["sigma_init"] < 0.5 and tuned["lr"] != 0.3
 
 

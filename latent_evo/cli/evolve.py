@@ -262,7 +262,7 @@ def _run_pbt(cfg: EvolveConfig, run_dir: Path, resume: bool, progress: bool, dev
          "best_fitness": [m.best_fitness for m in res.members]}, indent=1))  # fmt: skip
     plot_history(best.history, run_dir / "plot.png", best.events,
                  title=f"{cfg.task.name} / PBT {cfg.strategy.name} (best member)")  # fmt: skip
-    i = res.members.index(best)
+    i = res.best_index
     rows = {
         "task": cfg.task.name, "mode": cfg.mode, "strategy": cfg.strategy.name,
         "members": len(res.members), "true evaluations (all members)": res.evaluations,

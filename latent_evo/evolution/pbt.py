@@ -43,6 +43,7 @@ SIGMA_HPARAMS = ("sigma_init", "mutation_sigma")
 @dataclass
 class PBTResult:
     best: EvolveResult  # the member with the best fitness at the end
+    best_index: int  # which member that is
     members: list[EvolveResult]
     hparams: list[dict[str, float]]  # each member's tuned values at the end
     events: list[dict[str, Any]]  # one record per exploit (who copied whom, new values)
@@ -201,7 +202,7 @@ class PBT:
         results = [r.result() for r in self.runs]
         best = min(range(len(results)), key=lambda i: (results[i].best_fitness, i))
         return PBTResult(
-            best=results[best], members=results,
+            best=results[best], best_index=best, members=results,
             hparams=[self.member_hparams(i) for i in range(len(self.runs))],
             events=list(self.events), evaluations=self.evaluations,
         )  # fmt: skip
