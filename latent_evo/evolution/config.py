@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from latent_evo.config import build
 
-Mode = Literal["auto", "latent", "residual", "direct"]
+Mode = Literal["auto", "latent", "residual", "direct", "decoder", "hypernetwork"]
 
 
 class ConfigError(ValueError):
@@ -58,6 +58,80 @@ class ResidualConfig:
     rebase_every: int = 5
     #: the first base: `init` (best of the initial population) or a safetensors network path
     base: str | None = None
+
+
+@dataclass
+class HyperConfig:
+    """The generator of `mode: hypernetwork` (`latent_evo.evolution.hyper`): a coordinate-query
+    MLP whose weights are the genome."""
+
+    # width of the generator MLP's hidden layers
+    hidden: int = 16
+    # hidden layers of the MLP (1 = features -> hidden -> value); the default fits a generator
+    # in a quarter of the smallest registry MLP (mnist1d-mlp-tiny, 1,642 params)
+    layers: int = 1
+    # Fourier frequencies per coordinate axis (sin and cos each), geometric from half a period
+    # over the axis to the Nyquist rate of its index, so neighbouring units can differ
+    n_freqs: int = 4
+    # size of the learned embedding of each target tensor (tells the shared MLP which tensor)
+    embed: int = 4
+    # tanh | relu | gelu | silu: gelu beat tanh by backprop on mnist1d-mlp-tiny (30% vs 24%)
+    activation: str = "gelu"
+    # norm weights/biases are emitted as init (1 / 0) + norm_scale * MLP: small, optional changes
+    norm_scale: float = 0.1
+    # standardise the MLP's output per group before scaling (none | tensor | row; row: each output
+    # unit's fan-in, as weight standardisation does; 1-d tensors per tensor). A smooth generator
+    # emits weights that share a mean across a tensor's rows; on mnist1d-mlp (100 hidden units)
+    # those coherent sums made the first network's loss 15 instead of 2.3 and Adam collapsed to
+    # chance, where "row" starts at the init's 2.3 and learns
+    standardize: str = "row"
+    # bound on the floats of one intermediate (P x chunk x hidden): coordinates go in chunks
+    max_chunk_elements: int = 2**22
+    # seeds `init_theta()` when no generator is passed
+    seed: int = 0
+    # from_genomes: Adam steps and learning rate of the (approximate) fit of theta to genomes
+    fit_steps: int = 300
+    fit_lr: float = 1e-2
+
+    def __post_init__(self) -> None:
+        for key in ("hidden", "layers", "n_freqs", "max_chunk_elements"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"hypernetwork.{key} must be >= 1, got {getattr(self, key)!r}")
+        if self.embed < 0 or self.fit_steps < 0:
+            raise ConfigError("hypernetwork.embed and hypernetwork.fit_steps must be >= 0")
+        choices = {
+            "activation": ("tanh", "relu", "gelu", "silu"),
+            "standardize": ("none", "tensor", "row"),
+        }
+        for key, ok in choices.items():
+            if getattr(self, key) not in ok:
+                raise ConfigError(f"hypernetwork.{key} {getattr(self, key)!r} is not one of {ok}")
+        if not self.norm_scale > 0 or not self.fit_lr > 0:
+            raise ConfigError("hypernetwork.norm_scale and hypernetwork.fit_lr must be > 0")
+
+
+@dataclass
+class DecoderComponent:
+    """Decoder parameters searched beside the latent code (`mode: decoder`)."""
+
+    #: glob patterns of the compressor's parameter names (`["out.*"]`: the attention
+    #: compressor's output head; `["decoder.4.bias"]`: the MLP autoencoder's output bias)
+    params: list[str] = field(default_factory=list)
+    #: 0: every entry is searched; r > 0: a matrix W (out, in) moves by B @ A with B (out, r)
+    #: searched and A a fixed random (r, in) projection (a low-rank adapter, LoRA-FA style)
+    rank: int = 0
+    #: the step size of this component relative to the latent code's: a unit step of the
+    #: strategy moves these parameters by `scale`
+    scale: float = 0.05
+    #: GA: probability that a child's mutation touches this component
+    mutation_prob: float = 0.5
+
+
+@dataclass
+class DecoderSearchConfig:
+    components: list[DecoderComponent] = field(default_factory=list)
+    #: GA: probability that a child's mutation touches its latent code
+    latent_mutation_prob: float = 1.0
 
 
 @dataclass
@@ -193,6 +267,10 @@ class EvolveConfig:
     decode_chunk: int = 0
     init: InitConfig = field(default_factory=InitConfig)
     residual: ResidualConfig = field(default_factory=ResidualConfig)
+    #: mode decoder: which decoder parameters are searched with the code, and how
+    decoder: DecoderSearchConfig = field(default_factory=DecoderSearchConfig)
+    #: mode hypernetwork: the generator whose weights are the genome (no compressor, no zoo)
+    hypernetwork: HyperConfig = field(default_factory=HyperConfig)
     switch: SwitchConfig = field(default_factory=SwitchConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
@@ -202,8 +280,12 @@ class EvolveConfig:
     checkpoint_every: int = 10
 
     def validate(self) -> EvolveConfig:
-        if self.mode not in ("auto", "latent", "residual", "direct"):
-            raise ConfigError(f"mode: must be auto, latent, residual or direct, got {self.mode!r}")
+        if self.mode not in ("auto", "latent", "residual", "direct", "decoder", "hypernetwork"):
+            raise ConfigError(
+                "mode: must be auto, latent, residual, direct, decoder or hypernetwork, got "
+                f"{self.mode!r}"
+            )
+        self._validate_decoder()
         if self.generations is None and self.evaluations is None:
             raise ConfigError("generations / evaluations: give at least one budget")
         for key in ("generations", "evaluations"):
@@ -247,8 +329,8 @@ class EvolveConfig:
                     "portfolio.enabled and switch.enabled: the portfolio already moves between "
                     "latent and direct space; enable one of them"
                 )
-            if self.mode == "direct":
-                raise ConfigError("portfolio.enabled: a direct-mode run has no latent arm")
+            if self.mode in ("direct", "hypernetwork"):
+                raise ConfigError(f"portfolio.enabled: a {self.mode}-mode run has no latent arm")
             if not pf.direct:
                 raise ConfigError("portfolio.direct: give at least one direct arm ([[]]: all)")
             if pf.probe < 1 or pf.window < 1:
@@ -269,6 +351,31 @@ class EvolveConfig:
         if self.finetune.enabled and self.finetune.every < 1:
             raise ConfigError("finetune.every: must be >= 1")
         return self
+
+    def _validate_decoder(self) -> None:
+        dec = self.decoder
+        if self.mode != "decoder":
+            if dec.components:
+                raise ConfigError("decoder.components: set, but mode is not decoder")
+            return
+        if not dec.components:
+            raise ConfigError("decoder.components: mode decoder needs at least one component")
+        if self.finetune.enabled:
+            raise ConfigError(
+                "finetune.enabled: fine-tuning changes the decoder parameters mode decoder "
+                "searches; use one or the other"
+            )
+        probs = [dec.latent_mutation_prob] + [c.mutation_prob for c in dec.components]
+        for i, c in enumerate(dec.components):
+            if not c.params:
+                raise ConfigError(f"decoder.components[{i}].params: give glob patterns")
+            if c.rank < 0 or not c.scale > 0:
+                raise ConfigError(
+                    f"decoder.components[{i}]: rank must be >= 0 and scale > 0, got "
+                    f"{c.rank} / {c.scale}"
+                )
+        if any(not 0 <= p <= 1 for p in probs):
+            raise ConfigError(f"decoder: mutation probabilities must be in [0, 1], got {probs}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

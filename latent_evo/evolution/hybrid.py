@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from latent_evo.evolution import spaces as S
 from latent_evo.evolution.config import ConfigError, StrategyConfig, SwitchConfig, WarmupConfig
 from latent_evo.evolution.spaces import (
     DirectSpace,
@@ -46,15 +47,38 @@ SEED_STRATEGY, SEED_DIRECT, SEED_WARMUP = 1, 2, 3
 Evaluate = Callable[[SearchSpace, Tensor], tuple[Tensor, Tensor]]
 
 
+def make_space(cfg: Any, task: Any, compressor: Any) -> SearchSpace:
+    """The search space of `cfg.mode` (an `EvolveConfig`) for `task`'s genome."""
+    mode, chunk = cfg.mode, cfg.decode_chunk
+    if mode == "direct":
+        return S.DirectSpace(task.spec.numel, S.tensor_shapes(task.spec))
+    if mode == "hypernetwork":  # the genome is a generator's weights (no compressor)
+        from latent_evo.evolution.hyper import HyperSpace
+
+        return HyperSpace(task, cfg.hypernetwork)
+    if mode == "decoder":  # the code and chosen decoder parameters
+        return S.DecoderSpace(compressor, cfg.decoder.components, cfg.seed, chunk)
+    if mode == "latent":
+        return S.LatentSpace(compressor, chunk)
+    return S.ResidualSpace(compressor, cfg.residual.alpha, chunk)
+
+
 def make_strategy(
-    cfg: StrategyConfig, space: SearchSpace, device: torch.device, seed: int
+    cfg: StrategyConfig, space: SearchSpace, device: torch.device, seed: int, decoder: Any = None
 ) -> Strategy:
     """`cfg`'s strategy over `space`. A strategy that exploits matrix structure (EGGROLL) is
     given the space's tensor shapes unless its hparams set them: without them EGGROLL's noise
-    is full rank, i.e. it silently becomes OpenAI-ES."""
+    is full rank, i.e. it silently becomes OpenAI-ES. A GA over the latent code and decoder
+    parameters (`DecoderSpace`) mutates each component with its own probability (`decoder`)."""
     hparams = dict(cfg.hparams)
     if cfg.name == "eggroll" and "shapes" not in hparams and space.shapes:
         hparams["shapes"] = space.shapes
+    groups = getattr(space, "groups", None)
+    if cfg.name == "ga" and groups and "groups" not in hparams and decoder is not None:
+        hparams["groups"] = list(groups)
+        hparams["group_mutation_prob"] = [decoder.latent_mutation_prob] + [
+            c.mutation_prob for c in decoder.components
+        ]
     return get_strategy(
         cfg.name, dim=space.dim, popsize=cfg.popsize, device=device, seed=seed, **hparams
     )

@@ -8,6 +8,7 @@ when launched by torchrun -- never a per-individual Python loop. Modes:
 * latent     the strategy searches the compressor's latent space (genome = decode(z));
 * residual   it searches changes around the best genome (see `latent_evo.evolution.spaces`), re-based
              every `residual.rebase_every` generations, so the decoder never caps the result;
+* decoder    it searches the code and chosen decoder parameters together (`DecoderSpace`);
 * direct     no compressor: the strategy searches the flat genome (the baseline).
 
 Options (`EvolveConfig`): automatic switching to direct space when latent progress stalls
@@ -40,6 +41,7 @@ from latent_evo.evolution.hybrid import (
     SEED_STRATEGY,
     Switcher,
     Warmup,
+    make_space,
     make_strategy,
     maybe_rebase,
     on_device,
@@ -107,7 +109,7 @@ class LatentEvolution:
         has_compressor = compressor is not None or cfg.compressor is not None
         if cfg.mode == "auto":
             cfg.mode = "latent" if has_compressor else "direct"
-        elif cfg.mode != "direct" and not has_compressor:
+        elif cfg.mode not in ("direct", "hypernetwork") and not has_compressor:
             raise ValueError(
                 f"mode {cfg.mode!r} needs a compressor (a Compressor, a path, or "
                 "`compressor:` in the config); use mode='direct' without one"
@@ -119,7 +121,7 @@ class LatentEvolution:
         self.callbacks = list(callbacks)
         self.n = self.task.spec.numel
         self.compressor = self._load_compressor(compressor)
-        self.space: SearchSpace = self._make_space()
+        self.space: SearchSpace = make_space(cfg, self.task, self.compressor)
         seed_ = cfg.seed
         # the phase, and the direct phase's own strategy and space after a switch -- or, with a
         # portfolio, the arm of each generation
@@ -136,7 +138,7 @@ class LatentEvolution:
             self.strategy = strategy
         else:
             self.strategy = make_strategy(
-                cfg.strategy, self.space, self.device, seed_ + SEED_STRATEGY
+                cfg.strategy, self.space, self.device, seed_ + SEED_STRATEGY, cfg.decoder
             )
         self.rng = torch.Generator().manual_seed(seed_)  # init draws, fine-tune minibatches
         torch.manual_seed(seed_)  # the compressor's training noise comes from the global RNG
@@ -163,7 +165,7 @@ class LatentEvolution:
 
     # ------------------------------------------------------------------ construction helpers
     def _load_compressor(self, compressor: Any) -> Any:
-        if self.cfg.mode == "direct":
+        if self.cfg.mode in ("direct", "hypernetwork"):
             return None
         compressor = compressor if compressor is not None else self.cfg.compressor
         if isinstance(compressor, str) and compressor == "fresh":  # learns from this run alone
@@ -179,14 +181,6 @@ class LatentEvolution:
             compressor.check_spec(self.task.spec)  # a clear error naming the mismatch
         compressor.to(self.device).eval()
         return compressor
-
-    def _make_space(self) -> SearchSpace:
-        mode, chunk = self.cfg.mode, self.cfg.decode_chunk
-        if mode == "direct":
-            return S.DirectSpace(self.n, S.tensor_shapes(self.task.spec))
-        if mode == "latent":
-            return S.LatentSpace(self.compressor, chunk)
-        return S.ResidualSpace(self.compressor, self.cfg.residual.alpha, chunk)
 
     @property
     def phase(self) -> str:
@@ -250,7 +244,9 @@ class LatentEvolution:
         P = strat.popsize
         genomes: Tensor | None = None
         codes: Tensor | None = None
-        if cfg.kind == "task":
+        if cfg.kind == "task" and hasattr(self.space, "initial_mean"):  # a generator's own init
+            codes = self.space.initial_mean().to(self.device)[None]
+        elif cfg.kind == "task":
             genomes = self.task.init_genomes(P, self.rng).to(self.device)
         elif cfg.kind == "network":
             genomes = load_network_genome(cfg.path, self.task.spec).to(self.device)[None]
@@ -274,7 +270,11 @@ class LatentEvolution:
             self._init_residual(genomes, codes)
         elif genomes is not None or codes is not None:
             with torch.no_grad():
-                x = codes if codes is not None else self.space.from_genomes(genomes)
+                x = (
+                    self.space.from_genomes(genomes)
+                    if codes is None
+                    else self.space.from_codes(codes)
+                )
             if "population" in strat.state_names and len(x) > 1:
                 strat.init(population=x[torch.arange(P, device=x.device) % len(x)])
             else:  # an ES starts at the first (best, for a zoo) point: a mean of codes of

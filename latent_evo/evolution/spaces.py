@@ -52,6 +52,10 @@ class SearchSpace:
         """`(P, n)` genomes -> `(P, d)` candidates that (approximately) decode back to them."""
         raise NotImplementedError
 
+    def from_codes(self, z: Tensor) -> Tensor:
+        """`(P, s)` latent codes (prior samples) -> `(P, d)` candidates that decode to them."""
+        return z
+
     def state_dict(self) -> dict[str, Tensor]:
         return {}
 
@@ -226,3 +230,113 @@ class ResidualSpace(SearchSpace):
             self.base = sd["base"].clone()
             self.anchor = sd["anchor"].clone()
             self.anchor_genome = sd["anchor_genome"].clone()
+
+
+class DecoderSpace(SearchSpace):
+    """The latent code and chosen decoder parameters, searched together (Risi & Stanley 2019
+    mutate one component of a multi-component network or the other):
+
+        x = [z (s) | delta_1 (k_1) | ... | delta_c (k_c)]
+        genome = decode(z; theta_j = theta0_j + scale_j * delta_j)       (full component)
+                 decode(z; W_j = W0_j + scale_j * B_j @ A_j)             (rank r: B (out, r)
+                                                                          searched, A fixed)
+
+    At delta = 0 this is the latent space. A component's `scale` is its step size relative to
+    the latent's, so an isotropic ES takes per-component steps; `groups` (the component sizes,
+    latent first) let a GA mutate each component with its own probability. Searching decoder
+    parameters lets the genome leave the decoder's image, which caps latent search on a task
+    outside the compressor's family.
+
+    Each distinct delta decodes in one batch with the parameters written in place (and restored
+    afterwards), so a population whose members share their decoder part decodes at the latent
+    space's cost; a population of distinct deltas costs one decode call each.
+    """
+
+    name = "decoder"
+
+    def __init__(
+        self, compressor: Any, components: list[Any], seed: int = 0, decode_chunk: int = 0
+    ):
+        self.compressor = compressor
+        self.latent_dim = int(compressor.latent_size)
+        self.decode_chunk = decode_chunk
+        named = dict(compressor.named_parameters())
+        gen = torch.Generator().manual_seed(int(seed) + 4242)
+        self.parts: list[tuple[str, Tensor, Tensor | None, float]] = []  # name, base, A, scale
+        self.groups = [self.latent_dim]
+        taken: set[str] = set()
+        for i, comp in enumerate(components):
+            names = [n for n in named if any(fnmatchcase(n, p) for p in comp.params)]
+            if not names:
+                shown = ", ".join(list(named)[:16]) + (", ..." if len(named) > 16 else "")
+                raise ValueError(
+                    f"decoder.components[{i}].params {comp.params} match no parameter of the "
+                    f"compressor ({shown})"
+                )
+            size = 0
+            for n in names:
+                if n in taken:
+                    raise ValueError(f"decoder.components[{i}]: {n!r} is in two components")
+                taken.add(n)
+                p = named[n].detach()
+                a = None
+                if comp.rank > 0 and p.ndim == 2:  # LoRA-FA: only B is searched
+                    a = torch.randn(comp.rank, p.shape[1], generator=gen) / math.sqrt(p.shape[1])
+                    a = a.to(p.device, p.dtype)
+                    size += p.shape[0] * comp.rank
+                else:
+                    size += p.numel()
+                self.parts.append((n, p.clone(), a, float(comp.scale)))
+            self.groups.append(size)
+        self._params = {n: named[n] for n, *_ in self.parts}
+        self.dim = sum(self.groups)
+
+    def _deltas(self, delta: Tensor) -> list[Tensor]:
+        """`(k,)` decoder coordinates -> each parameter's change (its shape)."""
+        out, off = [], 0
+        for _, base, a, scale in self.parts:
+            if a is None:
+                k = base.numel()
+                out.append(scale * delta[off : off + k].view_as(base))
+            else:
+                k = base.shape[0] * a.shape[0]
+                out.append(scale * delta[off : off + k].view(base.shape[0], a.shape[0]) @ a)
+            off += k
+        return out
+
+    def _write(self, deltas: list[Tensor] | None) -> None:
+        with torch.no_grad():
+            for i, (n, base, _, _) in enumerate(self.parts):
+                p = self._params[n]
+                p.copy_(base if deltas is None else base + deltas[i].to(p.dtype))
+
+    def to_genomes(self, x: Tensor) -> Tensor:
+        s = self.latent_dim
+        z, delta = x[:, :s], x[:, s:]  # (P, s), (P, k)
+        uniq, inverse = torch.unique(delta, dim=0, return_inverse=True)  # (U, k), (P,)
+        out: Tensor | None = None
+        try:
+            for j in range(len(uniq)):
+                rows = (inverse == j).nonzero().squeeze(1)
+                zero = not bool(uniq[j].any())
+                self._write(None if zero else self._deltas(uniq[j]))
+                g = decode_chunked(self.compressor, z[rows], self.decode_chunk)  # (|rows|, n)
+                if out is None:
+                    out = g.new_empty(x.shape[0], g.shape[1])
+                out[rows] = g
+        finally:
+            self._write(None)  # the compressor is shared: it always leaves as it came
+        return out
+
+    def from_genomes(self, g: Tensor) -> Tensor:
+        return self.from_codes(encode_chunked(self.compressor, g, self.decode_chunk))
+
+    def from_codes(self, z: Tensor) -> Tensor:
+        return torch.cat([z, z.new_zeros(z.shape[0], self.dim - self.latent_dim)], 1)  # delta 0
+
+    def state_dict(self) -> dict[str, Tensor]:
+        # the fixed projections come from the seed; saved so a checkpoint never depends on it
+        return {f"proj.{n}": a for n, _, a, _ in self.parts if a is not None}
+
+    def load_state_dict(self, sd: dict[str, Tensor]) -> None:
+        self.parts = [(n, b, sd.get(f"proj.{n}", a), s) for n, b, a, s in self.parts]

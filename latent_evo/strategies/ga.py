@@ -59,6 +59,11 @@ class GA(Strategy):
         "elitism": 1,
         "replacement": "generational",
         "bounds": None,
+        # components of the genome (sizes, in order) each mutated with its own probability per
+        # child: [latent size, decoder part] with [1.0, 0.2] mutates a child's decoder part
+        # one time in five (Risi & Stanley 2019's multi-component mutation)
+        "groups": None,
+        "group_mutation_prob": None,
     }
 
     def _check_hparams(self) -> None:
@@ -78,6 +83,17 @@ class GA(Strategy):
                 raise ValueError("ga: crossover='segment' needs segments=[numel of each tensor]")
             if sum(int(s) for s in hp["segments"]) != self.dim:
                 raise ValueError(f"ga: segments sum to {sum(hp['segments'])}, dim is {self.dim}")
+        if (hp["groups"] is None) != (hp["group_mutation_prob"] is None):
+            raise ValueError("ga: groups and group_mutation_prob go together")
+        if hp["groups"] is not None:
+            if sum(int(s) for s in hp["groups"]) != self.dim:
+                raise ValueError(f"ga: groups sum to {sum(hp['groups'])}, dim is {self.dim}")
+            probs = hp["group_mutation_prob"]
+            if len(probs) != len(hp["groups"]) or any(not 0 <= float(p) <= 1 for p in probs):
+                raise ValueError(
+                    f"ga: group_mutation_prob needs {len(hp['groups'])} values in [0, 1], "
+                    f"got {probs}"
+                )
         if not 0 <= int(hp["elitism"]) < self.popsize:
             raise ValueError(f"ga: elitism must be in [0, popsize), got {hp['elitism']}")
 
@@ -171,6 +187,16 @@ class GA(Strategy):
             rate = torch.where(good, hp["mutation_rate_good"], hp["mutation_rate_bad"]).to(x.dtype)
         return ops.gaussian_mutation(x, sigma, rate, g), sig
 
+    def _gate_groups(self, child: Tensor, mutated: Tensor) -> Tensor:
+        """Per child and genome component, keep the mutation with the component's probability."""
+        if self.hp["groups"] is None:
+            return mutated
+        sizes = torch.tensor([int(s) for s in self.hp["groups"]], device=self.device)
+        probs = torch.tensor(self.hp["group_mutation_prob"], device=self.device, dtype=self.dtype)
+        keep = self.rand(child.shape[0], len(sizes)) < probs  # (n, groups)
+        mask = keep.repeat_interleave(sizes, dim=1)  # (n, d)
+        return torch.where(mask, mutated, child)
+
     # ---------------------------------------------------------------- ask / tell
     def _ask(self) -> Tensor:
         if self.fitness is None:  # the initial population is evaluated first
@@ -180,7 +206,8 @@ class GA(Strategy):
         n_off = self.popsize - n_el
         pa, pb = self._select(n_off), self._select(n_off)
         child = self._crossover(self.population[pa], self.population[pb])
-        child, child_sig = self._mutate(child, pa)
+        mutated, child_sig = self._mutate(child, pa)
+        child = self._gate_groups(child, mutated)
         if hp["bounds"] is not None:
             child = child.clamp(hp["bounds"][0], hp["bounds"][1])
         elite = torch.argsort(self.fitness, stable=True)[:n_el]
