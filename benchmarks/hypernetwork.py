@@ -5,10 +5,14 @@
 Per task (default mnist1d-mlp and digits-mlp) and seed, every method trains one network:
 
     direct-snes   SNES over the target's n weights, from the task's init
+    direct-ga     GA over the target's n weights (the search benchmark's step size)
     hyper-snes    SNES over the coordinate generator's d parameters (HyperSpace, d <= n / 4)
     hyper-ga      GA over the same d parameters
     hyper-adam    the same generator trained by backprop (Adam on theta through the network)
     direct-adam   Adam on the target's weights (`run_sgd`)
+    latent-cma    latent CMA-ES with the bundled pretrained compressor (mnist1d-mlp only: the
+                  one task with a compressor); 128 searched numbers, but its decoder was
+                  trained on a zoo of 256 networks
 
 The searches use exactly `--budget` true evaluations (popsize 32) on the task's fixed fitness
 batch; the test accuracy is the best-by-training-fitness network's. Step sizes are fixed a
@@ -32,14 +36,19 @@ from latent_evo.benchmarks.baselines import Tracker
 from latent_evo.benchmarks.common import DEFAULT_OUT, provenance, provenance_md
 
 POP = 32
-METHODS = ("direct-snes", "hyper-snes", "hyper-ga", "hyper-adam", "direct-adam")
+METHODS = ("direct-snes", "direct-ga", "hyper-snes", "hyper-ga", "hyper-adam", "direct-adam",
+           "latent-cma")  # fmt: skip
+COMPRESSORS = {"mnist1d-mlp": "mnist1d-mlp"}  # task -> bundled compressor
 HPARAMS = {
     "direct-snes": ("snes", {"sigma_init": 0.02}),  # as benchmarks/search.py's direct SNES
+    "direct-ga": ("ga", {"mutation_sigma": 0.02}),  # as benchmarks/search.py's direct GA
     "hyper-snes": ("snes", {"sigma_init": 0.1}),  # theta entries are O(0.1-1)
     "hyper-ga": ("ga", {"init_scale": 0.1, "mutation_sigma": 0.05}),
 }
 LABELS = {
     "direct-snes": "SNES on the target's weights",
+    "direct-ga": "GA on the target's weights",
+    "latent-cma": "latent CMA-ES, pretrained compressor (decoder trained on a zoo)",
     "hyper-snes": "SNES on the hypernetwork",
     "hyper-ga": "GA on the hypernetwork",
     "hyper-adam": "Adam on the hypernetwork (backprop)",
@@ -72,11 +81,28 @@ def search(task, method: str, cfg, budget: int, seed: int) -> dict[str, Any]:
     return tracker.result(time.perf_counter() - t0, trained_params=space.dim)
 
 
+def latent(task, budget: int, seed: int) -> dict[str, Any]:
+    """The search benchmark's latent CMA-ES (σ 0.5, from a prior sample) with the bundled
+    compressor: what a pretrained decoder buys over a generator trained from scratch."""
+    from latent_evo.compressor.hub import bundled_compressor_path, load_compressor
+    from latent_evo.evolution.evolve import evolve
+
+    comp = load_compressor(bundled_compressor_path(COMPRESSORS[task.name]))
+    t0 = time.perf_counter()
+    res = evolve(task=task, compressor=comp, mode="latent", strategy="cma_es", popsize=POP,
+                 strategy_hparams={"sigma_init": 0.5}, init={"kind": "prior"}, seed=seed,
+                 evaluations=budget, generations=None, eval_every=0, device="cpu")  # fmt: skip
+    return {"test": res.test_metrics, "wall_s": time.perf_counter() - t0,
+            "evaluations": res.evaluations, "trained_params": comp.latent_size}  # fmt: skip
+
+
 def run_one(task, method: str, cfg, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from latent_evo.evolution.hyper import train_hypernetwork_backprop
     from latent_evo.tasks.sgd import run_sgd
 
     torch.manual_seed(seed)
+    if method == "latent-cma":
+        return latent(task, args.budget, seed)
     if method in HPARAMS:
         return search(task, method, cfg, args.budget, seed)
     if method == "hyper-adam":
@@ -186,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                        "generator_params": counts["generator"],
                                        "ratio": counts["ratio"]}  # fmt: skip
         for m in methods:
+            if m == "latent-cma" and name not in COMPRESSORS:
+                continue  # no pretrained compressor for this task
             st["runs"][m] = []
             for seed in seeds:
                 print(f"== {name} / {m} / seed {seed}", flush=True)
