@@ -3,7 +3,9 @@
 loop.py          `LatentEvolution`: the run, its state and its result
 evolve.py        `evolve()`: keyword options -> one typed config -> a finished run
 config.py        `EvolveConfig`: every option of a run, from YAML or dicts
-spaces.py        search spaces: latent, residual around a base, direct, a subset of tensors
+spaces.py        search spaces: latent, residual around a base, direct, a subset of tensors,
+                 latent code + decoder parameters
+hyper.py         a coordinate-query generator whose weights are the genome (mode hypernetwork)
 hybrid.py        surrogate screening, switching between spaces, residual re-basing, warm-up
 finetune.py      online fine-tuning of the compressor on evaluated genomes, re-encoding
 sources.py       starting genomes from a network file or a zoo
