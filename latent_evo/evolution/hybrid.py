@@ -147,9 +147,15 @@ class Switcher:
         spec: Any,
         device: torch.device,
         seed: int,
+        paired: bool = False,
     ):
         self.cfg = cfg
         self.enabled = bool(cfg.enabled and mode != "direct")
+        # fresh minibatches: best-so-far values of different generations come from different
+        # batches, so a stall is judged on paired gains instead (each generation's best member
+        # vs the run's best re-scored on the same batch); with a fixed batch both rules agree
+        self.paired = paired
+        self.gains: list[float] = []
         self.device = device
         self.seed = seed + SEED_DIRECT
         n = cfg.final_direct_generations
@@ -179,6 +185,8 @@ class Switcher:
         w = self.cfg.window
         if generation - self.last_switch < w or len(history) < w:
             return False
+        if self.paired:  # the last w - 1 gains: what history[-w] - best measures unpaired
+            return sum(self.gains[len(self.gains) - w + 1 :]) < self.cfg.tol
         return history[-w]["best_fitness"] - best < self.cfg.tol
 
     def maybe_switch(
@@ -218,7 +226,12 @@ class Switcher:
         return event
 
     def observe(self, best_before: float, f: Tensor, best_after: float) -> None:
-        """The switch rule reads the run's history; nothing to record per generation."""
+        """Paired: record this generation's gain on its own batch (else the rule reads the
+        run's history)."""
+        if self.paired:
+            finite = f[torch.isfinite(f)]
+            new = float(finite.min()) if finite.numel() else math.inf
+            self.gains.append(max(0.0, best_before - new) if math.isfinite(best_before) else 0.0)
 
     def _enter_direct(self, best_genome: Tensor) -> None:
         if isinstance(self.space, SubsetSpace):
@@ -234,7 +247,7 @@ class Switcher:
         t = prefixed("space", self.space.state_dict())
         if self.strategy is not None:
             t.update(prefixed("strategy", self.strategy.state_dict()))
-        return t, {"phase": self.phase, "last_switch": self.last_switch}
+        return t, {"phase": self.phase, "last_switch": self.last_switch, "gains": self.gains}
 
     def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         self.space.load_state_dict(on_device(unprefixed("space", tensors), self.device))
@@ -243,6 +256,7 @@ class Switcher:
             self.strategy = make_strategy(self.cfg.strategy, self.space, self.device, self.seed)
             self.strategy.load_state_dict(sd)
         self.phase, self.last_switch = meta["phase"], meta["last_switch"]
+        self.gains = list(meta.get("gains", []))
 
 
 # ---------------------------------------------------------------------- warm-up

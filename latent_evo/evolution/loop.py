@@ -9,13 +9,13 @@ when launched by torchrun -- never a per-individual Python loop. Modes:
 * residual   it searches changes around the best genome (see `latent_evo.evolution.spaces`), re-based
              every `residual.rebase_every` generations, so the decoder never caps the result;
 * decoder    it searches the code and chosen decoder parameters together (`DecoderSpace`);
+* hypernetwork  no compressor: it searches a small generator's weights (`evolution/hyper.py`);
 * direct     no compressor: the strategy searches the flat genome (the baseline).
 
-Options (`EvolveConfig`): automatic switching to direct space when latent progress stalls
-(`Switcher`), surrogate pre-screening by the fitness head (`screen`), a direct warm-up population
-feeding the fine-tuning archive (`Warmup`) -- all in `latent_evo.evolution.hybrid` -- and online
-fine-tuning with re-encoding (`latent_evo.evolution.finetune`). The run owns its parts and
-passes them what they need; `state_dict()` asks each part for its own state.
+Options (`EvolveConfig`): switching to direct space when latent progress stalls (`Switcher`),
+surrogate pre-screening (`screen`), a direct warm-up feeding the fine-tuning archive (`Warmup`)
+-- all in `evolution.hybrid` -- and online fine-tuning with re-encoding (`evolution.finetune`).
+The run owns its parts; `state_dict()` asks each part for its own state.
 """
 
 from __future__ import annotations
@@ -124,11 +124,12 @@ class LatentEvolution:
         self.space: SearchSpace = make_space(cfg, self.task, self.compressor)
         seed_ = cfg.seed
         # the phase, and the direct phase's own strategy and space after a switch -- or, with a
-        # portfolio, the arm of each generation
+        # portfolio, the arm of each generation; fresh minibatches: judged on paired gains
+        spec, fresh = self.task.spec, self._fresh_batches
         self.switcher: Switcher | Portfolio = (
-            Portfolio(cfg.portfolio, self.task.spec, self.device, seed_)
+            Portfolio(cfg.portfolio, spec, self.device, seed_, fresh)
             if cfg.portfolio.enabled
-            else Switcher(cfg.switch, cfg.mode, cfg.generations, self.task.spec, self.device, seed_)
+            else Switcher(cfg.switch, cfg.mode, cfg.generations, spec, self.device, seed_, fresh)
         )
         if isinstance(strategy, Strategy):
             if strategy.dim != self.space.dim:

@@ -62,8 +62,13 @@ def arm_name(patterns: list[str]) -> str:
 class Portfolio:
     """The arms' strategies, spaces and statistics, and the rule that picks one per generation."""
 
-    def __init__(self, cfg: PortfolioConfig, spec: Any, device: torch.device, seed: int):
+    def __init__(
+        self, cfg: PortfolioConfig, spec: Any, device: torch.device, seed: int, paired: bool = False
+    ):
         self.cfg = cfg
+        # fresh minibatches: a gain is measured against the run's best re-scored on the same
+        # batch (an arm's own best from an easier batch would credit noise, or hide progress)
+        self.paired = paired
         self.enabled = True
         self.device = device
         self.names = ["latent"]
@@ -178,7 +183,8 @@ class Portfolio:
         finite = f[torch.isfinite(f)]
         new = float(finite.min()) if finite.numel() else math.inf
         own = self.arm_best[name]
-        gain = max(0.0, own - new) / max(1, f.numel()) if math.isfinite(own) else 0.0
+        ref = best_before if self.paired else own
+        gain = max(0.0, ref - new) / max(1, f.numel()) if math.isfinite(ref) else 0.0
         self.gains.append(gain)
         self.arm_best[name] = min(own, new)
         self.plays[name] += 1
