@@ -325,8 +325,9 @@ def train_hypernetwork_backprop(task: Any, cfg: HyperConfig | None, steps: int, 
     """The gradient reference of the hypernetwork space: Adam on theta through the generated
     network, on minibatches (as `latent_evo.tasks.sgd.run_sgd` does on the weights). Returns
     `history`, `test`, `wall_s`, `steps`, `trained_params` (= d) and the final `theta` (a tensor)."""
-    from torch.func import functional_call
     from tqdm.auto import tqdm
+
+    from latent_evo.tasks.sgd import minibatch_loss
 
     cfg = replace(cfg or HyperConfig(), seed=seed)
     gen_net = CoordinateGenerator.from_task(task, cfg)
@@ -339,10 +340,7 @@ def train_hypernetwork_backprop(task: Any, cfg: HyperConfig | None, steps: int, 
     for step in tqdm(range(1, steps + 1), desc="hypernetwork (Adam)", unit="step",
                      dynamic_ncols=True):  # fmt: skip
         x, y = task.sample_batch(gen, batch_size)
-        genome = gen_net.generate(theta)[0]  # (n,)
-        params = {k: v if k in trainable else v.detach()
-                  for k, v in task.spec.unflatten(genome).items()}  # fmt: skip
-        loss = task.loss_fn(functional_call(task.model, params, (x,)), y).mean()
+        loss = minibatch_loss(task, gen_net.generate(theta)[0], x, y, trainable)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -12,9 +12,19 @@ from typing import Any
 import torch
 
 
+def minibatch_loss(task, genome: torch.Tensor, x, y, trainable: set[str]) -> torch.Tensor:
+    """Mean task loss of ONE network (a flat genome that may require grad) on a minibatch: a
+    plain functional_call (no vmap over a population of one). Genome entries that are not in
+    `trainable` (BatchNorm running statistics) are detached."""
+    from torch.func import functional_call
+
+    params = {k: v if k in trainable else v.detach()
+              for k, v in task.spec.unflatten(genome).items()}  # fmt: skip
+    return task.loss_fn(functional_call(task.model, params, (x,)), y).mean()
+
+
 def run_sgd(task, steps: int, lr: float, seed: int, batch_size: int = 128) -> dict[str, Any]:
     """Adam on minibatches of the same training data; test accuracy logged along the way."""
-    from torch.func import functional_call
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(seed)
@@ -27,10 +37,7 @@ def run_sgd(task, steps: int, lr: float, seed: int, batch_size: int = 128) -> di
     history, t0 = [], time.perf_counter()
     for step in tqdm(range(1, steps + 1), desc="SGD (Adam)", unit="step", dynamic_ncols=True):
         x, y = task.sample_batch(gen, batch_size)
-        # one network: a plain functional_call (no vmap over a population of one)
-        params = {k: v if k in trainable else v.detach()
-                  for k, v in task.spec.unflatten(genome).items()}  # fmt: skip
-        loss = task.loss_fn(functional_call(task.model, params, (x,)), y).mean()
+        loss = minibatch_loss(task, genome, x, y, trainable)
         opt.zero_grad()
         loss.backward()
         opt.step()
