@@ -27,10 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latent_evo.evolution import spaces as S
 from latent_evo.evolution.config import ConfigError, StrategyConfig, SwitchConfig, WarmupConfig
 from latent_evo.evolution.spaces import (
+    DecoderSpace,
     DirectSpace,
+    LatentSpace,
     ResidualSpace,
     SearchSpace,
     SubsetSpace,
@@ -51,16 +52,16 @@ def make_space(cfg: Any, task: Any, compressor: Any) -> SearchSpace:
     """The search space of `cfg.mode` (an `EvolveConfig`) for `task`'s genome."""
     mode, chunk = cfg.mode, cfg.decode_chunk
     if mode == "direct":
-        return S.DirectSpace(task.spec.numel, S.tensor_shapes(task.spec))
+        return DirectSpace(task.spec.numel, tensor_shapes(task.spec))
     if mode == "hypernetwork":  # the genome is a generator's weights (no compressor)
         from latent_evo.evolution.hyper import HyperSpace
 
         return HyperSpace(task, cfg.hypernetwork)
     if mode == "decoder":  # the code and chosen decoder parameters
-        return S.DecoderSpace(compressor, cfg.decoder.components, cfg.seed, chunk)
+        return DecoderSpace(compressor, cfg.decoder.components, cfg.seed, chunk)
     if mode == "latent":
-        return S.LatentSpace(compressor, chunk)
-    return S.ResidualSpace(compressor, cfg.residual.alpha, chunk)
+        return LatentSpace(compressor, chunk)
+    return ResidualSpace(compressor, cfg.residual.alpha, chunk)
 
 
 def make_strategy(
