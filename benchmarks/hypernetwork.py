@@ -1,6 +1,6 @@
 """Accuracy vs trained parameters: searching a small hypernetwork's weights instead of the target's.
 
-    python -m benchmarks.hypernetwork --out DIR --seeds 0,1,2 --budget 10000
+    python -m latent_evo.benchmarks.hypernetwork --out DIR --seeds 0,1,2 --budget 10000
 
 Per task (default mnist1d-mlp and digits-mlp) and seed, every method trains one network:
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prov = provenance(argv, "python -m benchmarks.hypernetwork")
+    prov = provenance(argv, "python -m latent_evo.benchmarks.hypernetwork")
     results: dict[str, Any] = {"provenance": prov, "budget": args.budget, "seeds": seeds,
                                "hyper_config": cfg.__dict__, "tasks": {}}  # fmt: skip
     for name in args.tasks.split(","):
