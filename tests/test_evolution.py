@@ -113,11 +113,30 @@ def test_fresh_minibatches_rescore_the_best_on_each_batch(task):
     gens, P = 6, 16
     res = evolve(task, None, "ga", generations=gens, popsize=P, seed=0, fitness_batch="step",
                  strategy_hparams={"mutation_sigma": 0.02})  # fmt: skip
-    assert res.history[-1]["evaluations"] == gens * P + (gens - 1)  # no best before generation 0
+    # one re-score per generation (none before generation 0), two per confirmation challenge
+    extra = res.history[-1]["evaluations"] - gens * P - (gens - 1)
+    assert extra % 2 == 0 and 0 <= extra <= 2 * (gens - 1)
     last = task.batch(gens - 1)
     f = task.fitness_genomes(res.best_genome[None], last)
     assert math.isclose(float(f[0]), res.best_fitness, rel_tol=1e-5)
     assert len({round(h["best_fitness"], 6) for h in res.history}) > 1
+
+
+def test_fresh_minibatches_confirm_a_challenger_on_a_second_batch(task):
+    """A member that beats the best on its generation's batch replaces it only if it also wins
+    on an independent batch: a lucky (here: claimed) win by a bad network is refused."""
+    run = LatentEvolution(task, None, "ga", {"generations": 3, "fitness_batch": "step",
+                                             "strategy": {"popsize": 8}})  # fmt: skip
+    run.step()
+    best, spent = run.best_genome.clone(), run.evaluations
+    bad = 50 * best[None]  # huge logits: a far worse network
+    run._record_best(torch.tensor([-1.0]), bad, confirm=True)  # it "won" on this batch
+    assert torch.equal(run.best_genome, best) and run.evaluations == spent + 2
+    fixed = LatentEvolution(task, None, "ga", {"generations": 3, "strategy": {"popsize": 8}})
+    fixed.step()
+    before = fixed.evaluations
+    fixed._record_best(torch.tensor([-1.0]), bad, confirm=True)  # fixed batch: no second batch
+    assert torch.equal(fixed.best_genome, bad[0]) and fixed.evaluations == before
 
 
 def test_residual_search_starts_at_base_and_beats_the_decoder(task, compressor, zoo, tmp_path):

@@ -25,12 +25,11 @@ import math
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from latent_evo.evolution import spaces as S
 from latent_evo.evolution.checkpoint import load_checkpoint, save_checkpoint
@@ -51,6 +50,7 @@ from latent_evo.evolution.hybrid import (
 )
 from latent_evo.evolution.portfolio import Portfolio
 from latent_evo.evolution.progress import RunProgress
+from latent_evo.evolution.result import EvolveResult, resolve_device
 from latent_evo.evolution.sources import load_network_genome, load_zoo_genomes, prior_codes
 from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.strategies import Strategy
@@ -64,25 +64,6 @@ from latent_evo.tasks.function import (
 )
 
 Callback = Callable[["LatentEvolution", dict[str, Any]], None]
-
-
-@dataclass
-class EvolveResult:
-    best_genome: Tensor  # (n,)
-    best_fitness: float
-    best_model: nn.Module  # a copy of the task's model carrying the best genome
-    history: list[dict[str, Any]]  # one record per generation
-    events: list[dict[str, Any]]  # switches, re-bases, fine-tunes
-    evaluations: int  # true fitness evaluations spent
-    generations: int
-    test_metrics: dict[str, float] = field(default_factory=dict)
-    interrupted: bool = False  # stopped by SIGINT / SIGTERM before its budget
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class LatentEvolution:
@@ -230,12 +211,24 @@ class LatentEvolution:
             )
         return f, g
 
-    def _record_best(self, f: Tensor, g: Tensor) -> None:
+    def _record_best(self, f: Tensor, g: Tensor, confirm: bool = False) -> None:
         f = sanitize_fitness(f)  # NaN and +-inf rank as the worst, never as the best
         i = int(torch.argmin(f))
-        if float(f[i]) < self.best_fitness:
+        if float(f[i]) < self.best_fitness and (not confirm or self._confirmed(g[i])):
             self.best_fitness = float(f[i])
             self.best_genome = g[i].clone()
+
+    def _confirmed(self, challenger: Tensor) -> bool:
+        """On fresh minibatches a generation's best member, the luckiest of P on this batch,
+        replaces the best so far only if it also wins on a second, independent batch (two
+        counted evaluations); else a chain of lucky wins drifts to worse networks."""
+        if not self._fresh_batches or self.best_genome is None:
+            return True
+        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + 2**40 + self.generation)
+        pair = torch.stack([challenger, self.best_genome])
+        f = sanitize_fitness(self._evaluate_genomes(pair, self.task.batch(gen)))
+        self.evaluations += 2
+        return bool(f[0] < f[1])
 
     # ------------------------------------------------------------------ initialisation
     def initialize(self) -> None:
@@ -329,7 +322,7 @@ class LatentEvolution:
             f_all = f_true
         strat.tell(f_all)
         best_before = self.best_fitness
-        self._record_best(f_true, g)
+        self._record_best(f_true, g, confirm=True)
         self.switcher.observe(best_before, f_true, self.best_fitness)
         if self.archive is not None:
             self.archive.add(g, f_true)
