@@ -83,6 +83,8 @@ def test_pbt_bad_options_name_the_option():
         PBT("mnist1d-mlp-tiny", config={**BAD, "evaluations": None, "generations": 5})
     with pytest.raises(ConfigError, match="unknown option"):
         PBT("mnist1d-mlp-tiny", config=BAD, member=3)
+    with pytest.raises(ConfigError, match="evolve\\(\\) runs one search"):
+        evolve("mnist1d-mlp-tiny", config={**BAD, "pbt": {"enabled": True}})
 
 
 def test_cli_pbt_flag(tmp_path, capsys):

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from latent_evo.evolution.config import EvolveConfig
+from latent_evo.evolution.config import ConfigError, EvolveConfig
 from latent_evo.evolution.loop import Callback, EvolveResult, LatentEvolution
 from latent_evo.strategies import Strategy
 
@@ -49,5 +49,10 @@ def evolve(
     if generations is not None or evaluations is not None:
         d["generations"], d["evaluations"] = generations, evaluations
     cfg = EvolveConfig.from_dict(d)  # one typed build: a wrong value names its key
+    if cfg.pbt.enabled:  # N runs, a different result: not what this one-run call returns
+        raise ConfigError(
+            "pbt.enabled: evolve() runs one search; use latent_evo.evolution.PBT(task, "
+            "compressor, config).run() or `latent-evo evolve --pbt N`"
+        )
     run = LatentEvolution(task, compressor, strategy, cfg, callbacks, device, seed, fitness_fn)
     return run.run(progress=progress)
