@@ -259,7 +259,8 @@ class EvolveConfig:
     seed: int = 0
     device: str = "auto"
     #: fitness on the task's fixed batch, or on `task.batch(generation)` (a fresh minibatch;
-    #: the best so far is then re-scored on each generation's batch, one evaluation each)
+    #: the best so far is then re-scored on each generation's batch, one evaluation each, and a
+    #: challenger must also win on a second batch, two more)
     fitness_batch: Literal["fixed", "step"] = "fixed"
     #: test metrics of the best genome every k generations (0 = only at the end)
     eval_every: int = 5
