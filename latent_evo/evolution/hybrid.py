@@ -39,6 +39,7 @@ from latent_evo.evolution.spaces import (
     tensor_shapes,
 )
 from latent_evo.strategies import Strategy, get_strategy
+from latent_evo.strategies.shaping import sanitize_fitness
 
 # Offsets of the seeds of the run's independent random streams (strategy / switch / warm-up):
 # each strategy draws from its own generator, so adding a part never shifts another's draws.
@@ -58,28 +59,26 @@ def make_space(cfg: Any, task: Any, compressor: Any) -> SearchSpace:
 
         return HyperSpace(task, cfg.hypernetwork)
     if mode == "decoder":  # the code and chosen decoder parameters
-        return DecoderSpace(compressor, cfg.decoder.components, cfg.seed, chunk)
+        dec = cfg.decoder
+        return DecoderSpace(compressor, dec.components, cfg.seed, chunk, dec.latent_mutation_prob)
     if mode == "latent":
         return LatentSpace(compressor, chunk)
     return ResidualSpace(compressor, cfg.residual.alpha, chunk)
 
 
 def make_strategy(
-    cfg: StrategyConfig, space: SearchSpace, device: torch.device, seed: int, decoder: Any = None
+    cfg: StrategyConfig, space: SearchSpace, device: torch.device, seed: int
 ) -> Strategy:
     """`cfg`'s strategy over `space`. A strategy that exploits matrix structure (EGGROLL) is
     given the space's tensor shapes unless its hparams set them: without them EGGROLL's noise
-    is full rank, i.e. it silently becomes OpenAI-ES. A GA over the latent code and decoder
-    parameters (`DecoderSpace`) mutates each component with its own probability (`decoder`)."""
+    is full rank, i.e. it silently becomes OpenAI-ES. A GA over a space made of components
+    (`DecoderSpace`: the code, decoder parameters) mutates each with the space's probability."""
     hparams = dict(cfg.hparams)
     if cfg.name == "eggroll" and "shapes" not in hparams and space.shapes:
         hparams["shapes"] = space.shapes
-    groups = getattr(space, "groups", None)
-    if cfg.name == "ga" and groups and "groups" not in hparams and decoder is not None:
-        hparams["groups"] = list(groups)
-        hparams["group_mutation_prob"] = [decoder.latent_mutation_prob] + [
-            c.mutation_prob for c in decoder.components
-        ]
+    probs = getattr(space, "mutation_probs", None)
+    if cfg.name == "ga" and probs and "groups" not in hparams:
+        hparams["groups"], hparams["group_mutation_prob"] = list(space.groups), list(probs)
     return get_strategy(
         cfg.name, dim=space.dim, popsize=cfg.popsize, device=device, seed=seed, **hparams
     )
@@ -230,8 +229,7 @@ class Switcher:
         """Paired: record this generation's gain on its own batch (else the rule reads the
         run's history)."""
         if self.paired:
-            finite = f[torch.isfinite(f)]
-            new = float(finite.min()) if finite.numel() else math.inf
+            new = float(sanitize_fitness(f).min())  # NaN / inf rank as the worst
             self.gains.append(max(0.0, best_before - new) if math.isfinite(best_before) else 0.0)
 
     def _enter_direct(self, best_genome: Tensor) -> None:

@@ -120,7 +120,7 @@ class LatentEvolution:
             self.strategy = strategy
         else:
             self.strategy = make_strategy(
-                cfg.strategy, self.space, self.device, seed_ + SEED_STRATEGY, cfg.decoder
+                cfg.strategy, self.space, self.device, seed_ + SEED_STRATEGY
             )
         self.rng = torch.Generator().manual_seed(seed_)  # init draws, fine-tune minibatches
         torch.manual_seed(seed_)  # the compressor's training noise comes from the global RNG

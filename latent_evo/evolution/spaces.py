@@ -255,7 +255,12 @@ class DecoderSpace(SearchSpace):
     name = "decoder"
 
     def __init__(
-        self, compressor: Any, components: list[Any], seed: int = 0, decode_chunk: int = 0
+        self,
+        compressor: Any,
+        components: list[Any],
+        seed: int = 0,
+        decode_chunk: int = 0,
+        latent_mutation_prob: float = 1.0,
     ):
         self.compressor = compressor
         self.latent_dim = int(compressor.latent_size)
@@ -289,6 +294,8 @@ class DecoderSpace(SearchSpace):
                 self.parts.append((n, p.clone(), a, float(comp.scale)))
             self.groups.append(size)
         self._params = {n: named[n] for n, *_ in self.parts}
+        # a GA's per-component mutation probabilities (see `make_strategy`), in `groups` order
+        self.mutation_probs = [float(latent_mutation_prob)] + [c.mutation_prob for c in components]
         self.dim = sum(self.groups)
 
     def _deltas(self, delta: Tensor) -> list[Tensor]:
