@@ -1,0 +1,83 @@
+"""CartPole-v1 as one batched torch computation, with per-environment physical parameters.
+
+Why our own: Gymnasium's `CartPoleVectorEnv` steps in numpy (a round trip per step, CPU only) and
+holds one set of physical constants for the whole batch; an environment family needs each member
+to run its own pole length / masses / gravity. This file reproduces Gymnasium's
+`classic_control/cartpole.py` exactly: the same Euler integrator, the same order of operations
+(so float64 mode matches Gymnasium's float64 state to rounding), the same termination thresholds
+(|x| > 2.4, |theta| > 12 degrees), reward 1 on every step including the terminating one, and
+Gymnasium's TimeLimit truncation (500 steps for v1). Reset draws the start state with Gymnasium's
+own seeding (see `base.gymnasium_uniform`), so `reset(seeds)` gives Gymnasium's episodes.
+
+Differences, by design: no auto-reset and no warning after termination (steps after the end are
+meaningless and masked by the rollout; their reward is still 1, where Gymnasium's is 0).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from latent_evo.envs.base import TorchEnv, gymnasium_uniform
+
+X_THRESHOLD = 2.4
+THETA_THRESHOLD = 12 * 2 * math.pi / 360  # radians, as Gymnasium computes it
+
+
+class CartPole(TorchEnv):
+    """B cart-poles; `params` (each `(B,)`): gravity, masscart, masspole, length (HALF the pole's
+    length, as in Gymnasium), force_mag, tau. State `(B, 4)` = x, x_dot, theta, theta_dot in
+    `dtype` (float32 default; float64 tracks Gymnasium's float64 state to rounding)."""
+
+    env_id = "CartPole-v1"
+    PARAM_DEFAULTS = {
+        "gravity": 9.8,
+        "masscart": 1.0,
+        "masspole": 0.1,
+        "length": 0.5,
+        "force_mag": 10.0,
+        "tau": 0.02,
+    }
+    DEFAULT_MAX_STEPS = 500
+
+    def _spaces(self) -> tuple[Any, Any]:
+        import numpy as np
+        from gymnasium import spaces
+
+        high = np.array([X_THRESHOLD * 2, np.inf, THETA_THRESHOLD * 2, np.inf], dtype=np.float32)
+        return spaces.Box(-high, high, dtype=np.float32), spaces.Discrete(2)
+
+    def _reset_state(self, seeds: list[int]) -> Tensor:
+        start = gymnasium_uniform(seeds, -0.05, 0.05, 4)  # (B, 4) float64
+        return start.to(device=self.device, dtype=self.dtype)
+
+    def _observe(self) -> Tensor:
+        return self.state.to(torch.float32)
+
+    def _step_state(self, actions: Tensor) -> tuple[Tensor, Tensor]:
+        p = self.params
+        x, x_dot, theta, theta_dot = self.state.unbind(1)  # each (B,)
+        force = torch.where(actions.reshape(-1) == 1, p["force_mag"], -p["force_mag"])
+        total_mass = p["masspole"] + p["masscart"]
+        polemass_length = p["masspole"] * p["length"]
+        cos, sin = torch.cos(theta), torch.sin(theta)
+
+        temp = (force + polemass_length * theta_dot.square() * sin) / total_mass
+        theta_acc = (p["gravity"] * sin - cos * temp) / (
+            p["length"] * (4.0 / 3.0 - p["masspole"] * cos.square() / total_mass)
+        )
+        x_acc = temp - polemass_length * theta_acc * cos / total_mass
+
+        tau = p["tau"]
+        x = x + tau * x_dot
+        x_dot = x_dot + tau * x_acc
+        theta = theta + tau * theta_dot
+        theta_dot = theta_dot + tau * theta_acc
+        self.state = torch.stack((x, x_dot, theta, theta_dot), dim=1)  # (B, 4)
+
+        terminated = (x.abs() > X_THRESHOLD) | (theta.abs() > THETA_THRESHOLD)
+        reward = torch.ones(self.num_envs, device=self.device)
+        return reward, terminated
