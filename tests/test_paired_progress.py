@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 
 from latent_evo.evolution.config import PortfolioConfig, SwitchConfig
-from latent_evo.evolution.hybrid import Switcher
 from latent_evo.evolution.portfolio import Portfolio
+from latent_evo.evolution.switch import Switcher
 from latent_evo.tasks import get_task
 
 SPEC = get_task("mnist1d-mlp-tiny").spec

@@ -5,9 +5,13 @@ evolve.py        `evolve()`: keyword options -> one typed config -> a finished r
 config.py        `EvolveConfig`: every option of a run, from YAML or dicts
 spaces.py        search spaces: latent, residual around a base, direct, a subset of tensors,
                  latent code + decoder parameters
-hyper.py         a coordinate-query generator whose weights are the genome (mode hypernetwork)
-hybrid.py        surrogate screening, switching between spaces, residual re-basing, warm-up
-finetune.py      online fine-tuning of the compressor on evaluated genomes, re-encoding
+factory.py       the search space of a mode, a strategy over a space, seed offsets
+generator.py     a coordinate-query generator whose weights are the genome (mode generator)
+switch.py        switching between latent and direct space when progress stalls
+portfolio.py     the default search: generations go to the space that lately improved most
+surrogate.py     pre-screening offspring with the compressor's fitness head
+rebase.py        moving a latent search onto a genome (residual re-basing, re-centring)
+finetune.py      online fine-tuning of the compressor on evaluated genomes, re-encoding, warm-up
 sources.py       starting genomes from a network file or a zoo
 checkpoint.py    atomic safetensors + JSON checkpoints (a killed run resumes bit-identically)
 distributed.py   sharding a population over torch.distributed ranks

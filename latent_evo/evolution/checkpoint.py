@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from latent_evo.integrity import sha256_file, verify
 
@@ -114,3 +115,18 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     except Exception as e:  # corrupted file: name it instead of a deep stack trace
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
     return tensors, meta
+
+
+# ---- a part's state under its own prefix, in one flat tensor dict
+def prefixed(prefix: str, sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {f"{prefix}.{k}": v for k, v in sd.items()}
+
+
+def unprefixed(prefix: str, sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    p = prefix + "."
+    return {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
+
+
+def on_device(sd: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    # spaces keep the tensors they are given; checkpoints load on the CPU
+    return {k: v.to(device) for k, v in sd.items()}

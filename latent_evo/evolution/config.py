@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from latent_evo.config import build
 
-Mode = Literal["auto", "latent", "residual", "direct", "decoder", "hypernetwork"]
+Mode = Literal["auto", "latent", "residual", "direct", "decoder", "generator"]
 
 
 class ConfigError(ValueError):
@@ -61,8 +61,8 @@ class ResidualConfig:
 
 
 @dataclass
-class HyperConfig:
-    """The generator of `mode: hypernetwork` (`latent_evo.evolution.hyper`): a coordinate-query
+class GeneratorConfig:
+    """The generator of `mode: generator` (`latent_evo.evolution.generator`): a coordinate-query
     MLP whose weights are the genome."""
 
     # width of the generator MLP's hidden layers
@@ -96,18 +96,18 @@ class HyperConfig:
     def __post_init__(self) -> None:
         for key in ("hidden", "layers", "n_freqs", "max_chunk_elements"):
             if int(getattr(self, key)) < 1:
-                raise ConfigError(f"hypernetwork.{key} must be >= 1, got {getattr(self, key)!r}")
+                raise ConfigError(f"generator.{key} must be >= 1, got {getattr(self, key)!r}")
         if self.embed < 0 or self.fit_steps < 0:
-            raise ConfigError("hypernetwork.embed and hypernetwork.fit_steps must be >= 0")
+            raise ConfigError("generator.embed and generator.fit_steps must be >= 0")
         choices = {
             "activation": ("tanh", "relu", "gelu", "silu"),
             "standardize": ("none", "tensor", "row"),
         }
         for key, ok in choices.items():
             if getattr(self, key) not in ok:
-                raise ConfigError(f"hypernetwork.{key} {getattr(self, key)!r} is not one of {ok}")
+                raise ConfigError(f"generator.{key} {getattr(self, key)!r} is not one of {ok}")
         if not self.norm_scale > 0 or not self.fit_lr > 0:
-            raise ConfigError("hypernetwork.norm_scale and hypernetwork.fit_lr must be > 0")
+            raise ConfigError("generator.norm_scale and generator.fit_lr must be > 0")
 
 
 @dataclass
@@ -270,8 +270,8 @@ class EvolveConfig:
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     #: mode decoder: which decoder parameters are searched with the code, and how
     decoder: DecoderSearchConfig = field(default_factory=DecoderSearchConfig)
-    #: mode hypernetwork: the generator whose weights are the genome (no compressor, no zoo)
-    hypernetwork: HyperConfig = field(default_factory=HyperConfig)
+    #: mode generator: the generator whose weights are the genome (no compressor, no zoo)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     switch: SwitchConfig = field(default_factory=SwitchConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
@@ -281,9 +281,9 @@ class EvolveConfig:
     checkpoint_every: int = 10
 
     def validate(self) -> EvolveConfig:
-        if self.mode not in ("auto", "latent", "residual", "direct", "decoder", "hypernetwork"):
+        if self.mode not in ("auto", "latent", "residual", "direct", "decoder", "generator"):
             raise ConfigError(
-                "mode: must be auto, latent, residual, direct, decoder or hypernetwork, got "
+                "mode: must be auto, latent, residual, direct, decoder or generator, got "
                 f"{self.mode!r}"
             )
         self._validate_decoder()
@@ -330,7 +330,7 @@ class EvolveConfig:
                     "portfolio.enabled and switch.enabled: the portfolio already moves between "
                     "latent and direct space; enable one of them"
                 )
-            if self.mode in ("direct", "hypernetwork"):
+            if self.mode in ("direct", "generator"):
                 raise ConfigError(f"portfolio.enabled: a {self.mode}-mode run has no latent arm")
             if not pf.direct:
                 raise ConfigError("portfolio.direct: give at least one direct arm ([[]]: all)")

@@ -6,6 +6,9 @@ combined loss on archive minibatches; `reencode` then moves the strategy's codes
 decode to the same phenotypes as before the fine-tune (encoder first, then a few gradient steps
 on the code against the old genome), and reports how far they drifted. `finetune_and_reencode`
 is one such round of a run: fine-tune, re-encode, re-seat the strategy, measure the drift.
+
+`Warmup` is the two-phase schedule of fine-tuning: a direct-space population evolves alongside
+the latent search and feeds the archive until the compressor fits it.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latent_evo.evolution.config import FinetuneConfig
-from latent_evo.evolution.spaces import ResidualSpace, SearchSpace
+from latent_evo.evolution.checkpoint import prefixed, unprefixed
+from latent_evo.evolution.config import FinetuneConfig, WarmupConfig
+from latent_evo.evolution.factory import SEED_WARMUP, make_strategy
+from latent_evo.evolution.spaces import DirectSpace, Evaluate, ResidualSpace, SearchSpace
 from latent_evo.strategies import Strategy
 
 
@@ -233,3 +238,47 @@ def fresh_compressor(task: Any, generator: torch.Generator) -> Any:
         return MLPAutoencoder.from_tokenizer(
             tok, hidden=FRESH_HIDDEN, num_latents=FRESH_LATENTS, latent_dim=FRESH_LATENT_DIM
         )
+
+
+# ---------------------------------------------------------------------- warm-up
+class Warmup:
+    """The direct-space population of the fine-tuning warm-up: it evolves alongside the latent
+    search and feeds the archive (its evaluations are real, so it may find the best genome)
+    until a fine-tune round fits the archive to `threshold`."""
+
+    def __init__(self, cfg: WarmupConfig, numel: int, device: torch.device, seed: int):
+        self.cfg = cfg
+        self.device = device
+        self.seed = seed + SEED_WARMUP
+        self.space = DirectSpace(numel)
+        self.strategy: Strategy | None = None  # created at its first generation, at the best
+        self.active = True
+
+    def step(self, best_genome: Tensor, evaluate: Evaluate) -> tuple[Tensor, Tensor]:
+        """One generation; returns its fitness `(P,)` and genomes `(P, n)`."""
+        if self.strategy is None:
+            self.strategy = make_strategy(self.cfg.strategy, self.space, self.device, self.seed)
+            self.strategy.init(mean=best_genome)
+        x = self.strategy.ask()
+        f, g = evaluate(self.space, x)
+        self.strategy.tell(f)
+        return f, g
+
+    def end_if_fitted(self, loss: float) -> bool:
+        """End the warm-up once the compressor's archive loss is below the threshold; returns
+        whether it ended now."""
+        if self.active and loss < self.cfg.threshold:
+            self.active = False
+            return True
+        return False
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        t = {} if self.strategy is None else prefixed("strategy", self.strategy.state_dict())
+        return t, {"active": self.active}
+
+    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        sd = unprefixed("strategy", tensors)
+        if sd:
+            self.strategy = make_strategy(self.cfg.strategy, self.space, self.device, self.seed)
+            self.strategy.load_state_dict(sd)
+        self.active = meta["active"]

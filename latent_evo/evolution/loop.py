@@ -9,12 +9,14 @@ when launched by torchrun -- never a per-individual Python loop. Modes:
 * residual   it searches changes around the best genome (see `latent_evo.evolution.spaces`), re-based
              every `residual.rebase_every` generations, so the decoder never caps the result;
 * decoder    it searches the code and chosen decoder parameters together (`DecoderSpace`);
-* hypernetwork  no compressor: it searches a small generator's weights (`evolution/hyper.py`);
+* generator    no compressor: it searches a small generator's weights (`evolution/generator.py`);
 * direct     no compressor: the strategy searches the flat genome (the baseline).
 
-Options (`EvolveConfig`): switching to direct space when latent progress stalls (`Switcher`),
-surrogate pre-screening (`screen`), a direct warm-up feeding the fine-tuning archive (`Warmup`)
--- all in `evolution.hybrid` -- and online fine-tuning with re-encoding (`evolution.finetune`).
+Options (`EvolveConfig`), each in the room named after it: switching to direct space when
+latent progress stalls (`switch.Switcher`) or the portfolio over spaces (`portfolio.Portfolio`),
+surrogate pre-screening (`surrogate.screen`), residual re-basing (`rebase`), and online
+fine-tuning with re-encoding and its direct warm-up (`finetune`). The factories of spaces and
+strategies are in `factory`.
 The run owns its parts; `state_dict()` asks each part for its own state.
 """
 
@@ -32,27 +34,25 @@ import torch
 from torch import Tensor
 
 from latent_evo.evolution import spaces as S
-from latent_evo.evolution.checkpoint import load_checkpoint, save_checkpoint
-from latent_evo.evolution.config import EvolveConfig
-from latent_evo.evolution.distributed import is_main, shard_map
-from latent_evo.evolution.finetune import Archive, finetune_and_reencode, fresh_compressor
-from latent_evo.evolution.hybrid import (
-    SEED_STRATEGY,
-    Switcher,
-    Warmup,
-    make_space,
-    make_strategy,
-    maybe_rebase,
+from latent_evo.evolution.checkpoint import (
+    load_checkpoint,
     on_device,
     prefixed,
-    screen,
+    save_checkpoint,
     unprefixed,
 )
+from latent_evo.evolution.config import EvolveConfig
+from latent_evo.evolution.distributed import is_main, shard_map
+from latent_evo.evolution.factory import SEED_STRATEGY, make_space, make_strategy
+from latent_evo.evolution.finetune import Archive, Warmup, finetune_and_reencode, fresh_compressor
 from latent_evo.evolution.portfolio import Portfolio
 from latent_evo.evolution.progress import RunProgress
+from latent_evo.evolution.rebase import maybe_rebase
 from latent_evo.evolution.result import EvolveResult, resolve_device
 from latent_evo.evolution.sources import load_network_genome, load_zoo_genomes, prior_codes
 from latent_evo.evolution.spaces import SearchSpace
+from latent_evo.evolution.surrogate import screen
+from latent_evo.evolution.switch import Switcher
 from latent_evo.strategies import Strategy
 from latent_evo.strategies.shaping import sanitize_fitness
 from latent_evo.tasks.function import (
@@ -90,7 +90,7 @@ class LatentEvolution:
         has_compressor = compressor is not None or cfg.compressor is not None
         if cfg.mode == "auto":
             cfg.mode = "latent" if has_compressor else "direct"
-        elif cfg.mode not in ("direct", "hypernetwork") and not has_compressor:
+        elif cfg.mode not in ("direct", "generator") and not has_compressor:
             raise ValueError(
                 f"mode {cfg.mode!r} needs a compressor (a Compressor, a path, or "
                 "`compressor:` in the config); use mode='direct' without one"
@@ -147,7 +147,7 @@ class LatentEvolution:
 
     # ------------------------------------------------------------------ construction helpers
     def _load_compressor(self, compressor: Any) -> Any:
-        if self.cfg.mode in ("direct", "hypernetwork"):
+        if self.cfg.mode in ("direct", "generator"):
             return None
         compressor = compressor if compressor is not None else self.cfg.compressor
         if isinstance(compressor, str) and compressor == "fresh":  # learns from this run alone

@@ -31,9 +31,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from latent_evo.evolution.checkpoint import load_checkpoint, save_checkpoint
+from latent_evo.evolution.checkpoint import load_checkpoint, prefixed, save_checkpoint, unprefixed
 from latent_evo.evolution.config import ConfigError, EvolveConfig
-from latent_evo.evolution.hybrid import prefixed, unprefixed
 from latent_evo.evolution.loop import EvolveResult, LatentEvolution
 
 #: hyper-parameters that are a step size the strategy may also hold as live state `sigma`

@@ -24,7 +24,7 @@ rather than a running average per arm: gains shrink as a run converges, so an ar
 would keep an old, large average and be over-played (measured: 22 % of the budget to an arm
 2.6x less productive, digits40-mlp).
 
-Same interface as `hybrid.Switcher` (`maybe_switch`, `active`, `observe`, `phase`, state), so the
+Same interface as `switch.Switcher` (`maybe_switch`, `active`, `observe`, `phase`, state), so the
 loop composes either. The choice is deterministic: a resumed run chooses exactly as the original.
 """
 
@@ -36,15 +36,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from latent_evo.evolution.checkpoint import on_device, prefixed, unprefixed
 from latent_evo.evolution.config import ConfigError, PortfolioConfig
-from latent_evo.evolution.hybrid import (
-    SEED_DIRECT,
-    make_strategy,
-    on_device,
-    prefixed,
-    recentre,
-    unprefixed,
-)
+from latent_evo.evolution.factory import SEED_DIRECT, make_strategy
+from latent_evo.evolution.rebase import recentre
 from latent_evo.evolution.spaces import (
     DirectSpace,
     SearchSpace,

@@ -19,6 +19,7 @@ gradient descent); the loop calls them under `torch.no_grad()`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -61,6 +62,10 @@ class SearchSpace:
 
     def load_state_dict(self, sd: dict[str, Tensor]) -> None:
         pass
+
+
+#: `(space, x (P, d)) -> (fitness (P,), genomes (P, n))`, counting the evaluations it spends
+Evaluate = Callable[[SearchSpace, Tensor], tuple[Tensor, Tensor]]
 
 
 def tensor_shapes(spec: Any, patterns: list[str] | tuple[str, ...] | None = None) -> list:

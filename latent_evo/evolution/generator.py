@@ -1,4 +1,4 @@
-"""A hypernetwork search space: a small coordinate-query generator whose weights are the genome.
+"""A generator search space: a small coordinate-query generator whose weights are the genome.
 
 HyperNetworks (Ha, Dai & Le 2016) generate a network's weights with another network; evolving
 the generator instead of the weights ("a hypernetwork trained by a GA") needs no zoo and no
@@ -16,7 +16,7 @@ trained (BatchNorm running statistics) are emitted as their init values, never g
 The strategy searches the flat vector `theta` (d,) of [log gains | embeddings | MLP layers],
 with d far below the target's n (<= n / 4 for the default config on the small tasks).
 
-    space = HyperSpace(task)                      # d = space.dim
+    space = GeneratorSpace(task)                      # d = space.dim
     s = get_strategy("snes", dim=space.dim, popsize=32); s.init(mean=space.initial_mean())
     f = task.fitness_genomes(space.to_genomes(s.ask()))
 """
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latent_evo.evolution.config import HyperConfig
+from latent_evo.evolution.config import GeneratorConfig
 from latent_evo.evolution.spaces import SearchSpace
 
 # activation -> gain of the Kaiming-style init (keeps the hidden activations O(1))
@@ -54,7 +54,7 @@ def _axis_features(length: int, n_freqs: int) -> Tensor:
     return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)  # (L, 2K)
 
 
-def _default_values(spec: Any, reference: Tensor | None, cfg: HyperConfig):
+def _default_values(spec: Any, reference: Tensor | None, cfg: GeneratorConfig):
     """Per tensor: (offset, scale) of generated entries, or the constant values of a buffer."""
     parts = []
     fallback: dict[str, float] = {}  # module prefix -> its weight's std (for its bias)
@@ -88,9 +88,11 @@ class CoordinateGenerator(nn.Module):
     """theta `(P, d)` -> genomes `(P, n)` of `spec`; buffers only, no trained parameters (theta
     is passed in, so a whole population is generated at once and gradients reach it)."""
 
-    def __init__(self, spec: Any, cfg: HyperConfig | None = None, reference: Tensor | None = None):
+    def __init__(
+        self, spec: Any, cfg: GeneratorConfig | None = None, reference: Tensor | None = None
+    ):
         super().__init__()
-        self.spec, self.cfg = spec, cfg or HyperConfig()
+        self.spec, self.cfg = spec, cfg or GeneratorConfig()
         cfg = self.cfg
         if reference is not None and tuple(reference.shape) != (spec.numel,):
             raise ValueError(
@@ -164,7 +166,7 @@ class CoordinateGenerator(nn.Module):
         self.dim = sum(math.prod(s) for _, s in layout)
 
     @classmethod
-    def from_task(cls, task: Any, cfg: HyperConfig | None = None) -> CoordinateGenerator:
+    def from_task(cls, task: Any, cfg: GeneratorConfig | None = None) -> CoordinateGenerator:
         """Scales and buffer values from the task's template network (its default init)."""
         return cls(task.spec, cfg, task.genome().detach().cpu()).to(task.device)
 
@@ -181,10 +183,10 @@ class CoordinateGenerator(nn.Module):
     def check_theta(self, theta: Tensor) -> None:
         if not torch.is_tensor(theta) or theta.dim() != 2 or theta.shape[1] != self.dim:
             shape = tuple(theta.shape) if torch.is_tensor(theta) else type(theta).__name__
-            raise ValueError(f"hypernetwork theta must be (P, {self.dim}) (width {self.dim} = the "
+            raise ValueError(f"generator theta must be (P, {self.dim}) (width {self.dim} = the "
                              f"generator's parameters), got {shape}")  # fmt: skip
         if not theta.is_floating_point():
-            raise ValueError(f"hypernetwork theta must be a floating tensor, got {theta.dtype}")
+            raise ValueError(f"generator theta must be a floating tensor, got {theta.dtype}")
 
     def raw(self, theta: Tensor) -> Tensor:
         """`(P, d)` -> `(P, m)` the MLP's output for every generated entry (before scaling)."""
@@ -263,14 +265,14 @@ class CoordinateGenerator(nn.Module):
         return theta
 
 
-class HyperSpace(SearchSpace):
+class GeneratorSpace(SearchSpace):
     """The strategy searches the generator's theta `(P, d)`; genomes are what it emits. No
     mutable state (`state_dict()` is the base's `{}`): the generator is rebuilt from (spec, cfg,
     the task's template network)."""
 
-    name = "hypernetwork"
+    name = "generator"
 
-    def __init__(self, task_or_spec: Any, cfg: HyperConfig | None = None,
+    def __init__(self, task_or_spec: Any, cfg: GeneratorConfig | None = None,
                  reference: Tensor | None = None):  # fmt: skip
         """`task_or_spec`: a Task (scales and buffers from its template network) or a
         GenomeSpec (with an optional `reference` genome, else PyTorch-default scales)."""
@@ -310,7 +312,7 @@ class HyperSpace(SearchSpace):
         return self.generator.init_theta()
 
 
-def parameter_counts(task: Any, cfg: HyperConfig | None = None) -> dict[str, Any]:
+def parameter_counts(task: Any, cfg: GeneratorConfig | None = None) -> dict[str, Any]:
     """Target network's values (and its trained part, without buffers) vs the generator's d."""
     gen = CoordinateGenerator(task.spec, cfg)
     target = int(task.spec.numel)
@@ -320,16 +322,16 @@ def parameter_counts(task: Any, cfg: HyperConfig | None = None) -> dict[str, Any
             "ratio": gen.dim / max(trained, 1)}  # fmt: skip
 
 
-def train_hypernetwork_backprop(task: Any, cfg: HyperConfig | None, steps: int, lr: float,
+def train_generator_backprop(task: Any, cfg: GeneratorConfig | None, steps: int, lr: float,
                                 seed: int, batch_size: int = 128) -> dict[str, Any]:  # fmt: skip
-    """The gradient reference of the hypernetwork space: Adam on theta through the generated
+    """The gradient reference of the generator space: Adam on theta through the generated
     network, on minibatches (as `latent_evo.tasks.sgd.run_sgd` does on the weights). Returns
     `history`, `test`, `wall_s`, `steps`, `trained_params` (= d) and the final `theta` (a tensor)."""
     from tqdm.auto import tqdm
 
     from latent_evo.tasks.sgd import minibatch_loss
 
-    cfg = replace(cfg or HyperConfig(), seed=seed)
+    cfg = replace(cfg or GeneratorConfig(), seed=seed)
     gen_net = CoordinateGenerator.from_task(task, cfg)
     gen = torch.Generator().manual_seed(seed)
     theta = gen_net.init_theta(gen)[None].clone().requires_grad_(True)  # (1, d)
@@ -337,7 +339,7 @@ def train_hypernetwork_backprop(task: Any, cfg: HyperConfig | None, steps: int, 
     # buffers (BatchNorm running stats) are generated as constants; detached as in run_sgd
     trainable = {name for name, _ in task.model.named_parameters()}
     history, t0 = [], time.perf_counter()
-    for step in tqdm(range(1, steps + 1), desc="hypernetwork (Adam)", unit="step",
+    for step in tqdm(range(1, steps + 1), desc="generator (Adam)", unit="step",
                      dynamic_ncols=True):  # fmt: skip
         x, y = task.sample_batch(gen, batch_size)
         loss = minibatch_loss(task, gen_net.generate(theta)[0], x, y, trainable)

@@ -1,12 +1,12 @@
-"""Accuracy vs trained parameters: searching a small hypernetwork's weights instead of the target's.
+"""Accuracy vs trained parameters: searching a small generator network's weights instead of the target's.
 
-    python -m latent_evo.benchmarks.hypernetwork --out DIR --seeds 0,1,2 --budget 10000
+    python -m latent_evo.benchmarks.generator --out DIR --seeds 0,1,2 --budget 10000
 
 Per task (default mnist1d-mlp and digits-mlp) and seed, every method trains one network:
 
     direct-snes   SNES over the target's n weights, from the task's init
     direct-ga     GA over the target's n weights (the search benchmark's step size)
-    hyper-snes    SNES over the coordinate generator's d parameters (HyperSpace, d <= n / 4)
+    hyper-snes    SNES over the coordinate generator's d parameters (GeneratorSpace, d <= n / 4)
     hyper-ga      GA over the same d parameters
     hyper-adam    the same generator trained by backprop (Adam on theta through the network)
     direct-adam   Adam on the target's weights (`run_sgd`)
@@ -16,7 +16,7 @@ Per task (default mnist1d-mlp and digits-mlp) and seed, every method trains one 
 
 The searches use exactly `--budget` true evaluations (popsize 32) on the task's fixed fitness
 batch; the test accuracy is the best-by-training-fitness network's. Step sizes are fixed a
-priori, not tuned here. Writes hypernetwork.json, hypernetwork.md and hypernetwork.png.
+priori, not tuned here. Writes generator.json, generator.md and generator.png.
 """
 
 from __future__ import annotations
@@ -49,22 +49,22 @@ LABELS = {
     "direct-snes": "SNES on the target's weights",
     "direct-ga": "GA on the target's weights",
     "latent-cma": "latent CMA-ES, pretrained compressor (decoder trained on a zoo)",
-    "hyper-snes": "SNES on the hypernetwork",
-    "hyper-ga": "GA on the hypernetwork",
-    "hyper-adam": "Adam on the hypernetwork (backprop)",
+    "hyper-snes": "SNES on the generator",
+    "hyper-ga": "GA on the generator",
+    "hyper-adam": "Adam on the generator (backprop)",
     "direct-adam": "Adam on the target's weights",
 }
 
 
 def search(task, method: str, cfg, budget: int, seed: int) -> dict[str, Any]:
     """Ask/tell for `budget // POP` generations; every genome evaluated once and counted."""
-    from latent_evo.evolution.hyper import HyperSpace
+    from latent_evo.evolution.generator import GeneratorSpace
     from latent_evo.evolution.spaces import DirectSpace
     from latent_evo.strategies import get_strategy
 
     t0 = time.perf_counter()
     if method.startswith("hyper"):
-        space = HyperSpace(task, cfg)
+        space = GeneratorSpace(task, cfg)
         mean = space.initial_mean()
     else:
         space = DirectSpace(task.spec.numel)
@@ -97,7 +97,7 @@ def latent(task, budget: int, seed: int) -> dict[str, Any]:
 
 
 def run_one(task, method: str, cfg, args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    from latent_evo.evolution.hyper import train_hypernetwork_backprop
+    from latent_evo.evolution.generator import train_generator_backprop
     from latent_evo.tasks.sgd import run_sgd
 
     torch.manual_seed(seed)
@@ -106,7 +106,7 @@ def run_one(task, method: str, cfg, args: argparse.Namespace, seed: int) -> dict
     if method in HPARAMS:
         return search(task, method, cfg, args.budget, seed)
     if method == "hyper-adam":
-        r = train_hypernetwork_backprop(task, cfg, args.sgd_steps, args.hyper_lr, seed)
+        r = train_generator_backprop(task, cfg, args.sgd_steps, args.hyper_lr, seed)
         r.pop("theta")  # a tensor; the JSON keeps numbers only
     else:
         r = run_sgd(task, args.sgd_steps, lr=1e-3, seed=seed)
@@ -130,7 +130,7 @@ def summarize(runs: dict[str, list[dict]]) -> list[dict[str, Any]]:
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = ["# Accuracy vs trained parameters: hypernetwork search space", "",
+    lines = ["# Accuracy vs trained parameters: generator search space", "",
              *provenance_md(results["provenance"]), "",
              f"Budget {results['budget']:,} true evaluations per search (popsize {POP}); "
              f"generator `{results['hyper_config']}`. Test accuracy mean ± std over seeds "
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
 
     from latent_evo import get_task
-    from latent_evo.evolution.hyper import HyperConfig, parameter_counts
+    from latent_evo.evolution.generator import GeneratorConfig, parameter_counts
 
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
@@ -198,11 +198,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"unknown method(s) {bad}; choose from {list(METHODS)}")
     if args.budget < POP:
         raise SystemExit(f"--budget {args.budget} is below one generation ({POP} evaluations)")
-    cfg = HyperConfig(hidden=args.hidden, layers=args.layers, embed=args.embed)
+    cfg = GeneratorConfig(hidden=args.hidden, layers=args.layers, embed=args.embed)
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prov = provenance(argv, "python -m latent_evo.benchmarks.hypernetwork")
+    prov = provenance(argv, "python -m latent_evo.benchmarks.generator")
     results: dict[str, Any] = {"provenance": prov, "budget": args.budget, "seeds": seeds,
                                "hyper_config": cfg.__dict__, "tasks": {}}  # fmt: skip
     for name in args.tasks.split(","):
@@ -222,10 +222,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"   test acc {r['test']['test_accuracy']:.3f}  wall {r['wall_s']:.1f}s",
                       flush=True)  # fmt: skip
                 prov["load_avg_end"] = os.getloadavg()[0]
-                (out / "hypernetwork.json").write_text(json.dumps(results, indent=1, default=float))
-    (out / "hypernetwork.md").write_text(report(results))
-    plot(results, out / "hypernetwork.png")
-    print((out / "hypernetwork.md").read_text())
+                (out / "generator.json").write_text(json.dumps(results, indent=1, default=float))
+    (out / "generator.md").write_text(report(results))
+    plot(results, out / "generator.png")
+    print((out / "generator.md").read_text())
     return results
 
 

@@ -1,4 +1,4 @@
-"""The hypernetwork search space: a coordinate-query generator whose weights are the genome."""
+"""The generator search space (mode generator): a coordinate-query generator whose weights are the genome."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from latent_evo import get_task
-from latent_evo.evolution.hyper import (
+from latent_evo.evolution.generator import (
     CoordinateGenerator,
-    HyperConfig,
-    HyperSpace,
+    GeneratorConfig,
+    GeneratorSpace,
     parameter_counts,
-    train_hypernetwork_backprop,
+    train_generator_backprop,
 )
 from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.strategies import get_strategy
@@ -33,9 +33,9 @@ def resnet():
 @pytest.mark.parametrize("fixture", ["tiny", "resnet"])
 def test_shapes_and_parameter_budget(fixture, request):
     task = request.getfixturevalue(fixture)
-    space = HyperSpace(task)
-    assert isinstance(space, SearchSpace) and space.name == "hypernetwork"
-    counts = parameter_counts(task, HyperConfig())
+    space = GeneratorSpace(task)
+    assert isinstance(space, SearchSpace) and space.name == "generator"
+    counts = parameter_counts(task, GeneratorConfig())
     assert counts["generator"] == space.dim
     assert counts["target"] == task.spec.numel
     assert space.dim * 4 <= counts["target_trained"], counts
@@ -51,7 +51,7 @@ def test_shapes_and_parameter_budget(fixture, request):
 
 
 def test_buffers_are_constants(resnet):
-    space = HyperSpace(resnet)
+    space = GeneratorSpace(resnet)
     g = space.to_genomes(torch.randn(3, space.dim, generator=torch.Generator().manual_seed(1)))
     ref = resnet.genome()
     for t, off, k in zip(resnet.spec.tensors, resnet.spec.offsets, resnet.spec.numels, strict=True):
@@ -63,25 +63,25 @@ def test_buffers_are_constants(resnet):
 
 
 def test_generate_is_batched_and_matches_a_loop(tiny):
-    space = HyperSpace(tiny)
+    space = GeneratorSpace(tiny)
     theta = torch.randn(5, space.dim, generator=torch.Generator().manual_seed(0)) * 0.3
     batched = space.to_genomes(theta)
     rows = torch.cat([space.to_genomes(theta[i : i + 1]) for i in range(5)])
     torch.testing.assert_close(batched, rows, rtol=1e-5, atol=1e-6)
     # chunked over coordinates (a tiny memory bound) gives the same genomes
-    small = CoordinateGenerator.from_task(tiny, HyperConfig(max_chunk_elements=500))
+    small = CoordinateGenerator.from_task(tiny, GeneratorConfig(max_chunk_elements=500))
     torch.testing.assert_close(small.generate(theta), batched, rtol=1e-5, atol=1e-6)
     # deterministic: same seed, same init
-    assert torch.equal(space.initial_mean(), HyperSpace(tiny).initial_mean())
+    assert torch.equal(space.initial_mean(), GeneratorSpace(tiny).initial_mean())
 
 
 def test_gradient_reaches_theta_and_backprop_lowers_loss(tiny):
-    space = HyperSpace(tiny)
+    space = GeneratorSpace(tiny)
     theta = space.initial_mean()[None].requires_grad_(True)
     tiny.fitness_genomes(space.to_genomes(theta)).sum().backward()
     assert theta.grad is not None and theta.grad.abs().sum() > 0
 
-    r = train_hypernetwork_backprop(tiny, HyperConfig(), steps=50, lr=3e-2, seed=0)
+    r = train_generator_backprop(tiny, GeneratorConfig(), steps=50, lr=3e-2, seed=0)
     assert r["trained_params"] == space.dim and r["steps"] == 50
     assert {"history", "test", "wall_s", "theta"} <= set(r)
     assert "test_accuracy" in r["test"]
@@ -95,7 +95,7 @@ def test_gradient_reaches_theta_and_backprop_lowers_loss(tiny):
     [("snes", {"sigma_init": 0.1}), ("ga", {"init_scale": 0.1, "mutation_sigma": 0.05})],
 )
 def test_search_over_hyperspace_improves_fitness(tiny, name, hparams):
-    space = HyperSpace(tiny)
+    space = GeneratorSpace(tiny)
     s = get_strategy(name, dim=space.dim, popsize=16, seed=0, **hparams)
     s.init(mean=space.initial_mean())
     best = []
@@ -110,7 +110,7 @@ def test_search_over_hyperspace_improves_fitness(tiny, name, hparams):
 
 
 def test_from_genomes_fits_better_than_init(tiny):
-    space = HyperSpace(tiny, HyperConfig(fit_steps=100))
+    space = GeneratorSpace(tiny, GeneratorConfig(fit_steps=100))
     g = tiny.init_genomes(2, torch.Generator().manual_seed(3))
     with torch.no_grad():  # as the loop calls it
         theta = space.from_genomes(g)
@@ -123,31 +123,31 @@ def test_from_genomes_fits_better_than_init(tiny):
 
 
 def test_bad_input_names_the_expected_width(tiny):
-    space = HyperSpace(tiny)
+    space = GeneratorSpace(tiny)
     with pytest.raises(ValueError, match=f"\\(P, {space.dim}\\)"):
         space.to_genomes(torch.zeros(2, space.dim + 1))
     with pytest.raises(ValueError, match=str(space.dim)):
         space.to_genomes(torch.zeros(space.dim))  # (d,) without the population dim
     with pytest.raises(ValueError, match="activation"):
-        HyperConfig(activation="sine")
+        GeneratorConfig(activation="sine")
     with pytest.raises(ValueError, match="hidden"):
-        HyperConfig(hidden=0)
+        GeneratorConfig(hidden=0)
     with pytest.raises(ValueError, match="length"):
         space.from_genomes(torch.zeros(1, tiny.spec.numel + 3))
 
 
-def test_hypernetwork_mode_in_the_loop_improves_and_resumes(tmp_path):
-    """`mode: hypernetwork` through `LatentEvolution`: no compressor, starts at the generator's
+def test_generator_mode_in_the_loop_improves_and_resumes(tmp_path):
+    """`mode: generator` through `LatentEvolution`: no compressor, starts at the generator's
     init, improves, and a checkpoint resumes bit-identically."""
     from latent_evo.evolution.loop import LatentEvolution
 
-    cfg = {"mode": "hypernetwork", "strategy": {"name": "snes", "popsize": 8,
+    cfg = {"mode": "generator", "strategy": {"name": "snes", "popsize": 8,
                                                 "hparams": {"sigma_init": 0.1}},
            "generations": 8, "eval_every": 0, "seed": 0}  # fmt: skip
     task = get_task("mnist1d-mlp-tiny")
     full = LatentEvolution(task, None, None, cfg)
     res = full.run()
-    assert full.space.name == "hypernetwork" and full.strategy.dim == full.space.dim
+    assert full.space.name == "generator" and full.strategy.dim == full.space.dim
     assert res.best_fitness < full.history[0]["best_fitness"]
     part = LatentEvolution(task, None, None, cfg)
     for _ in range(4):
@@ -159,5 +159,5 @@ def test_hypernetwork_mode_in_the_loop_improves_and_resumes(tmp_path):
         resumed.step()
     assert resumed.history == full.history
     assert torch.equal(resumed.best_genome, full.best_genome)
-    with pytest.raises(ValueError, match="hypernetwork.hidden must be >= 1"):
-        LatentEvolution(task, None, None, {**cfg, "hypernetwork": {"hidden": 0}})
+    with pytest.raises(ValueError, match="generator.hidden must be >= 1"):
+        LatentEvolution(task, None, None, {**cfg, "generator": {"hidden": 0}})
