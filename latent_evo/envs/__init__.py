@@ -24,6 +24,8 @@ __all__ = ["BatchedEnv", "make_env", "param_defaults", "torch_env_ids", "EnvFami
 _TORCH_ENVS: dict[str, tuple[str, str, int]] = {
     "CartPole-v1": ("latent_evo.envs.cartpole", "CartPole", 500),
     "CartPole-v0": ("latent_evo.envs.cartpole", "CartPole", 200),
+    "Pendulum-v1": ("latent_evo.envs.pendulum", "Pendulum", 200),
+    "Acrobot-v1": ("latent_evo.envs.acrobot", "Acrobot", 500),
 }
 
 _BACKENDS = ("auto", "torch", "gymnasium")

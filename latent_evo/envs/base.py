@@ -153,6 +153,7 @@ class TorchEnv:
 
     def set_params(self, params: dict[str, float | Tensor]) -> None:
         """Replace some parameters (others keep their values); same rules as the constructor."""
+        self._spaces_cache = None  # bounds may depend on the parameters (Pendulum's max_torque)
         current = {k: v for k, v in self.params.items() if k not in params}
         self.params = resolve_params(
             self.env_id, self.PARAM_DEFAULTS, {**current, **params},
