@@ -4,7 +4,7 @@
 
 Writes benchmarks/results/tasks.md: genomes/s (median over repeats) for `mnist1d-mlp` on a
 1000-sample batch and `text-gpt2-tiny`, at P = 64, 256, 1024, plus a chunk-size sweep that backs
-the chunking rule in `Task.auto_chunk_size`. Both paths run under `torch.no_grad()`; the loop's
+the chunking rule in `SupervisedTask.auto_chunk_size`. Both paths run under `torch.no_grad()`; the loop's
 modules are built and loaded before timing, so it measures forward + loss only.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from latent_evo.tasks import Task, get_task
+from latent_evo.tasks import SupervisedTask, get_task
 
 
 def median_time(fn, repeats: int) -> float:
@@ -34,7 +34,7 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def loop_models(task: Task, genomes: torch.Tensor) -> list[torch.nn.Module]:
+def loop_models(task: SupervisedTask, genomes: torch.Tensor) -> list[torch.nn.Module]:
     models = []
     for g in genomes:
         m = copy.deepcopy(task.model)
@@ -43,7 +43,7 @@ def loop_models(task: Task, genomes: torch.Tensor) -> list[torch.nn.Module]:
     return models
 
 
-def bench_task(task: Task, batch, populations, repeats: int, rows: list, write):
+def bench_task(task: SupervisedTask, batch, populations, repeats: int, rows: list, write):
     gen = torch.Generator().manual_seed(0)
     for p in populations:
         genomes = task.init_genomes(p, gen)
@@ -66,7 +66,7 @@ def bench_task(task: Task, batch, populations, repeats: int, rows: list, write):
         write()
 
 
-def sweep(task: Task, batch, p: int, chunks, repeats: int, out: list, write):
+def sweep(task: SupervisedTask, batch, p: int, chunks, repeats: int, out: list, write):
     genomes = task.init_genomes(p, torch.Generator().manual_seed(0))
     auto = task.auto_chunk_size(p, len(batch[0]))
     for c in [*chunks, auto]:
@@ -120,7 +120,7 @@ def report(args, rows, sweep_rows, load0, load1) -> str:
         f"- torch {torch.__version__}, Python {platform.python_version()}",
         f"- 1-min load average {load0:.1f} at start, {load1:.1f} at end (other jobs shared the "
         "2 cores: absolute numbers are noisy, ratios are from the same run)",
-        "- vmap = `Task.fitness_genomes` (chunked `vmap(functional_call)`); loop = one prebuilt "
+        "- vmap = `SupervisedTask.fitness_genomes` (chunked `vmap(functional_call)`); loop = one prebuilt "
         "`nn.Module` per genome; median over repeats; genomes/s, higher is better",
         "- batches: mnist1d-mlp 1000 samples; text-gpt2-tiny 16 windows x 64 chars",
         "",

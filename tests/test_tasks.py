@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from latent_evo.tasks import Task, get_task, list_tasks, register_task
+from latent_evo.tasks import SupervisedTask, get_task, list_tasks, register_task
 from latent_evo.tasks.data import DatasetMissingError
 from latent_evo.tasks.registry import TASKS, TaskEntry
 
@@ -74,7 +74,7 @@ def image_root(tmp_path_factory):
         yield root
 
 
-def small_task(name: str, image_root=None, **overrides) -> Task:
+def small_task(name: str, image_root=None, **overrides) -> SupervisedTask:
     """A registered task with batches small enough for fast CPU tests."""
     if name in LOCAL_ROOT:
         overrides["data"] = {"root": image_root}
@@ -83,7 +83,7 @@ def small_task(name: str, image_root=None, **overrides) -> Task:
     return get_task(name, **overrides)
 
 
-def loop_fitness(task: Task, genomes: torch.Tensor, batch) -> torch.Tensor:
+def loop_fitness(task: SupervisedTask, genomes: torch.Tensor, batch) -> torch.Tensor:
     """The reference: one `nn.Module` per genome, `load_state_dict`, eval mode, plain forward."""
     out = []
     for g in genomes:
@@ -93,7 +93,9 @@ def loop_fitness(task: Task, genomes: torch.Tensor, batch) -> torch.Tensor:
     return torch.stack(out)
 
 
-def random_buffers(task: Task, genomes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def random_buffers(
+    task: SupervisedTask, genomes: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
     """Give every genome its own BatchNorm statistics so eval-mode BN is really exercised."""
     genomes = genomes.clone()
     for t, off, n in zip(task.spec.tensors, task.spec.offsets, task.spec.numels, strict=True):
@@ -282,11 +284,13 @@ def test_custom_task_from_module_and_data():
     x = torch.randn(64, 5, generator=gen)
     y = (x[:, 0] > 0).long()
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 2))
-    task = Task("toy", model, (x[:48], y[:48]), (x[48:], y[48:]), batch_size=16)
+    task = SupervisedTask("toy", model, (x[:48], y[:48]), (x[48:], y[48:]), batch_size=16)
     g = task.init_genomes(4, torch.Generator().manual_seed(1))
     assert g.shape == (4, task.spec.numel) and not torch.equal(g[0], g[1])
     torch.testing.assert_close(task.fitness_genomes(g), loop_fitness(task, g, task.train_data))
-    register_task("toy", lambda **kw: Task("toy", model, (x, y), (x, y), **kw), overwrite=True)
+    register_task(
+        "toy", lambda **kw: SupervisedTask("toy", model, (x, y), (x, y), **kw), overwrite=True
+    )
     assert get_task("toy", seed=2).seed == 2
     with pytest.raises(ValueError, match="already registered"):
         register_task("toy", lambda **kw: task)

@@ -23,7 +23,8 @@ from latent_evo.evolution.checkpoint import prefixed, unprefixed
 from latent_evo.evolution.config import FinetuneConfig, WarmupConfig
 from latent_evo.evolution.factory import SEED_WARMUP, make_strategy
 from latent_evo.evolution.spaces import DirectSpace, Evaluate, ResidualSpace, SearchSpace
-from latent_evo.strategies import Strategy
+from latent_evo.strategies import PopulationStrategy, Strategy
+from latent_evo.tasks.protocol import MinibatchTask
 
 
 class Archive:
@@ -170,8 +171,9 @@ def reencode(
 
 def strategy_points(strategy: Strategy) -> Tensor:
     """The strategy's current state as points `(k, d)`: a GA's population, an ES's mean."""
-    pop = getattr(strategy, "population", None)
-    return pop if torch.is_tensor(pop) and pop.ndim == 2 else strategy.mean[None]
+    if isinstance(strategy, PopulationStrategy) and strategy.population is not None:
+        return strategy.population
+    return strategy.mean[None]
 
 
 def finetune_and_reencode(
@@ -197,14 +199,14 @@ def finetune_and_reencode(
         compressor, task, archive, cfg.steps, cfg.lr, cfg.batch_size, generator,
         # fresh minibatches each round: a pure function of (generation, step)
         batch_fn=lambda s: (
-            task.batch(generation * 1009 + s) if hasattr(task, "batch") else None
+            task.batch(generation * 1009 + s) if isinstance(task, MinibatchTask) else None
         ),
         fitness_weight=cfg.fitness_weight, head_weight=cfg.head_weight,
     )  # fmt: skip
     if isinstance(space, ResidualSpace):  # the anchor's decoding changed
         space.set_base(space.base, space.anchor)
     x_new, err = reencode(space, targets, cfg.reencode_steps, cfg.reencode_lr)
-    if "population" in strategy.state_names and len(x_new) > 1:
+    if isinstance(strategy, PopulationStrategy) and len(x_new) > 1:
         strategy.init(population=x_new)
     else:
         strategy.set_mean(x_new[0])

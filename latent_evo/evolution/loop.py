@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from latent_evo.compressor.protocol import CompressorProtocol
 from latent_evo.evolution import spaces as S
 from latent_evo.evolution.checkpoint import (
     load_checkpoint,
@@ -53,7 +54,7 @@ from latent_evo.evolution.sources import load_network_genome, load_zoo_genomes, 
 from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.evolution.surrogate import screen
 from latent_evo.evolution.switch import Switcher
-from latent_evo.strategies import Strategy
+from latent_evo.strategies import PopulationStrategy, Strategy
 from latent_evo.strategies.shaping import sanitize_fitness
 from latent_evo.tasks.function import (
     NonFiniteFitnessError,
@@ -61,6 +62,13 @@ from latent_evo.tasks.function import (
     explain_non_finite,
     genome_to_module,
     resolve_task,
+)
+from latent_evo.tasks.protocol import (
+    CountingTask,
+    MinibatchTask,
+    StatefulTask,
+    Task,
+    missing_members,
 )
 
 Callback = Callable[["LatentEvolution", dict[str, Any]], None]
@@ -72,8 +80,8 @@ class LatentEvolution:
 
     def __init__(
         self,
-        task: Any,
-        compressor: Any = None,
+        task: Task | str | nn.Module,
+        compressor: CompressorProtocol | str | Path | None = None,
         strategy: str | Strategy | None = None,
         config: EvolveConfig | dict | None = None,
         callbacks: Sequence[Callback] = (),
@@ -97,7 +105,7 @@ class LatentEvolution:
             )
         self.cfg = cfg.validate()
         self.device = resolve_device(device if device is not None else cfg.device)
-        self.task = resolve_task(task, fitness_fn, dict(cfg.task.overrides))
+        self.task: Task = resolve_task(task, fitness_fn, dict(cfg.task.overrides))
         self.task.to(self.device)
         self.callbacks = list(callbacks)
         self.n = self.task.spec.numel
@@ -146,7 +154,7 @@ class LatentEvolution:
         self._stop = False
 
     # ------------------------------------------------------------------ construction helpers
-    def _load_compressor(self, compressor: Any) -> Any:
+    def _load_compressor(self, compressor: Any) -> CompressorProtocol | None:
         if self.cfg.mode in ("direct", "generator"):
             return None
         compressor = compressor if compressor is not None else self.cfg.compressor
@@ -159,8 +167,10 @@ class LatentEvolution:
             compressor = load_compressor(compressor)
         elif self.cfg.finetune.enabled and not self.cfg.finetune.in_place:
             compressor = copy.deepcopy(compressor)  # fine-tuning must not change the caller's
-        if hasattr(compressor, "check_spec"):
-            compressor.check_spec(self.task.spec)  # a clear error naming the mismatch
+        if not isinstance(compressor, CompressorProtocol):
+            missing = ", ".join(missing_members(compressor, CompressorProtocol))
+            raise TypeError(f"compressor {type(compressor).__name__} lacks {missing}")
+        compressor.check_spec(self.task.spec)  # a clear error naming the mismatch
         compressor.to(self.device).eval()
         return compressor
 
@@ -177,7 +187,7 @@ class LatentEvolution:
 
     @property
     def _fresh_batches(self) -> bool:
-        return self.cfg.fitness_batch == "step" and hasattr(self.task, "batch")
+        return self.cfg.fitness_batch == "step" and isinstance(self.task, MinibatchTask)
 
     def _rescore_best(self) -> None:
         """On fresh minibatches, the best so far is re-evaluated on this generation's batch (one
@@ -191,7 +201,7 @@ class LatentEvolution:
     def _evaluate_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
         with torch.no_grad():
             f = self.task.fitness_genomes(genomes, batch)
-        return checked_fitness(f, genomes.shape[0], getattr(self.task, "name", "user")).float()
+        return checked_fitness(f, genomes.shape[0], self.task.name).float()
 
     def _evaluate(self, space: SearchSpace, x: Tensor) -> tuple[Tensor, Tensor]:
         """`(P, d)` -> fitness `(P,)` and genomes `(P, n)`, each rank doing its slice."""
@@ -238,7 +248,7 @@ class LatentEvolution:
         P = strat.popsize
         genomes: Tensor | None = None
         codes: Tensor | None = None
-        if cfg.kind == "task" and hasattr(self.space, "initial_mean"):  # a generator's own init
+        if cfg.kind == "task" and self.space.initial_mean() is not None:  # a generator's own
             codes = self.space.initial_mean().to(self.device)[None]
         elif cfg.kind == "task":
             genomes = self.task.init_genomes(P, self.rng).to(self.device)
@@ -269,7 +279,7 @@ class LatentEvolution:
                     if codes is None
                     else self.space.from_codes(codes)
                 )
-            if "population" in strat.state_names and len(x) > 1:
+            if isinstance(strat, PopulationStrategy) and len(x) > 1:
                 strat.init(population=x[torch.arange(P, device=x.device) % len(x)])
             else:  # an ES starts at the first (best, for a zoo) point: a mean of codes of
                 strat.init(mean=x[0])  # permuted networks would not be a network
@@ -352,8 +362,10 @@ class LatentEvolution:
             gen_best_fitness=float(f_true.min()),
             mean_fitness=float(f_true.mean()),
         )
+        if isinstance(self.task, CountingTask):  # episodes, environment steps
+            record.update(self.task.counters())
         every = self.cfg.eval_every
-        if every and self.generation % every == 0 and hasattr(self.task, "evaluate"):
+        if every and self.generation % every == 0:
             record.update(self.task.evaluate(self.best_genome))
         self.history.append(record)
         for cb in self.callbacks:
@@ -403,7 +415,7 @@ class LatentEvolution:
             raise NonFiniteFitnessError(
                 f"no genome was evaluated to a finite fitness in {self.generation} generations"
             )
-        test = self.task.evaluate(self.best_genome) if hasattr(self.task, "evaluate") else {}
+        test = self.task.evaluate(self.best_genome)
         return EvolveResult(
             best_genome=self.best_genome, best_fitness=self.best_fitness,
             best_model=genome_to_module(self.task, self.best_genome), history=list(self.history),
@@ -444,6 +456,8 @@ class LatentEvolution:
         if self.archive is not None:  # fine-tuning: the archive and the compressor it changed
             t.update(prefixed("archive", self.archive.state_dict()))
             t.update(prefixed("compressor", self.compressor.state_dict()))
+        if isinstance(self.task, StatefulTask):  # e.g. running observation statistics
+            t.update(prefixed("task", self.task.state_dict()))
         if self.best_genome is not None:
             t["best_genome"] = self.best_genome
         meta.update(
@@ -470,6 +484,8 @@ class LatentEvolution:
             self.archive.load_state_dict(unprefixed("archive", tensors))
             self.compressor.load_state_dict(unprefixed("compressor", tensors))
             self.compressor.eval()
+        if isinstance(self.task, StatefulTask):
+            self.task.load_state_dict(unprefixed("task", tensors))
         self.best_genome = tensors["best_genome"].to(dev) if "best_genome" in tensors else None
         self.generation, self.evaluations = meta["generation"], meta["evaluations"]
         self.saved_evaluations, self.best_fitness = meta["saved_evaluations"], meta["best_fitness"]

@@ -57,6 +57,11 @@ class SearchSpace:
         """`(P, s)` latent codes (prior samples) -> `(P, d)` candidates that decode to them."""
         return z
 
+    def initial_mean(self) -> Tensor | None:
+        """`(d,)` where a search with `init.kind: task` starts when the space has its own
+        initialisation (a generator's init); None: fresh task genomes mapped into the space."""
+        return None
+
     def state_dict(self) -> dict[str, Tensor]:
         return {}
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .base import Strategy
+from .base import PopulationStrategy, Strategy
 from .cma_es import CMAES
 from .deep_ga import DeepGA
 from .eggroll import EGGROLL
@@ -47,6 +47,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 __all__ = [
+    "PopulationStrategy",
     "Strategy",
     "GaussianES",
     "STRATEGIES",

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .shaping import sanitize_fitness
 
-__all__ = ["Strategy"]
+__all__ = ["PopulationStrategy", "Strategy"]
 
 
 # step sizes and scales of every strategy: zero or negative values make no sense
@@ -314,3 +314,14 @@ class Strategy:
         return (
             f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, device={self.device})"
         )
+
+
+class PopulationStrategy(Strategy):
+    """A strategy whose state is a population of points (a GA), not a search distribution.
+
+    It starts from several points at once (`init(population=x (P, d))`, e.g. a zoo's top-k or
+    re-encoded codes after a fine-tune) and exposes them as `population (P, d)`; a Gaussian ES
+    starts from one mean. The run tells the two apart by this class, not by a state name.
+    """
+
+    population: Tensor | None

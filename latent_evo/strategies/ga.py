@@ -28,13 +28,13 @@ import torch
 from torch import Tensor
 
 from . import operators as ops
-from .base import Strategy
+from .base import PopulationStrategy
 
 MUTATIONS = ("gaussian", "self_adaptive", "one_fifth", "adaptive", "reset")
 REPLACEMENTS = ("generational", "plus")
 
 
-class GA(Strategy):
+class GA(PopulationStrategy):
     name = "ga"
     state_names = ("population", "fitness", "sigmas", "sigma", "_parent_fitness", "_child_sigmas")
     default_hparams: dict[str, Any] = {

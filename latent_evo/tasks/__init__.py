@@ -1,18 +1,21 @@
 """Tasks: a dataset + a model family + a loss, evaluated for a whole population at once.
 
-`get_task(name, **overrides)` builds a registered task (`list_tasks()` names them); `Task` builds
-one from your own module and data (see `latent_evo.tasks.base`); `FunctionTask` from your own
-module and a fitness function of one network.
+`Task` is what the evolution loop needs of any problem (a `typing.Protocol`, `protocol.py`).
+`get_task(name, **overrides)` builds a registered task (`list_tasks()` names them);
+`SupervisedTask` builds one from your own module and labelled data (see `latent_evo.tasks.base`);
+`FunctionTask` from your own module and a fitness function of one network.
 
-    base.py       Task: vmapped population fitness, test metrics, init genomes
+    protocol.py   Task, and the optional MinibatchTask, StatefulTask, CountingTask
+    base.py       SupervisedTask: vmapped population fitness, test metrics, init genomes
     function.py   FunctionTask, and the checks every fitness passes
     registry.py   named tasks (MNIST-1D, digits, text) and `register_task`
     data.py       the offline datasets (MNIST-1D generated, scikit-learn digits, a text corpus)
     sgd.py        Adam on the same architecture: the gradient reference
 """
 
-from latent_evo.tasks.base import Task, bits_per_token, cross_entropy
+from latent_evo.tasks.base import SupervisedTask, bits_per_token, cross_entropy
 from latent_evo.tasks.function import FitnessShapeError, FunctionTask
+from latent_evo.tasks.protocol import CountingTask, MinibatchTask, StatefulTask, Task
 from latent_evo.tasks.registry import (
     TASKS,
     TaskEntry,
@@ -23,8 +26,12 @@ from latent_evo.tasks.registry import (
 )
 
 __all__ = [
+    "CountingTask",
     "FitnessShapeError",
     "FunctionTask",
+    "MinibatchTask",
+    "StatefulTask",
+    "SupervisedTask",
     "TASKS",
     "Task",
     "TaskEntry",

@@ -1,4 +1,4 @@
-"""`Task`: a dataset + a model family + a loss, evaluated for a whole population of genomes at once.
+"""`SupervisedTask`: a dataset + a model family + a loss, evaluated for a whole population of genomes at once.
 
 The population's weights come as stacked tensors `{name: (P, *shape)}` (see `GenomeSpec.unflatten`);
 `fitness` runs `torch.func.functional_call` under `torch.func.vmap`, in chunks of the population
@@ -6,7 +6,7 @@ so the working set stays small (see `auto_chunk_size`). Fitness is a loss to *mi
 
 Minimum a user writes for their own task::
 
-    task = Task("my-task", model=lambda: MyNet(), train_data=(x_train, y_train),
+    task = SupervisedTask("my-task", model=lambda: MyNet(), train_data=(x_train, y_train),
                 test_data=(x_test, y_test))                     # cross-entropy + accuracy
 
 `model` is an `nn.Module` or, better, a zero-argument factory (then `init_genomes` uses the
@@ -63,7 +63,7 @@ def _reset_parameters(module: nn.Module) -> nn.Module:
     return module
 
 
-class Task:
+class SupervisedTask:
     def __init__(
         self,
         name: str,
@@ -123,7 +123,7 @@ class Task:
     def model_device(self) -> torch.device:
         return next(iter(self.model.parameters())).device
 
-    def to(self, device: str | torch.device) -> Task:
+    def to(self, device: str | torch.device) -> SupervisedTask:
         self.device = torch.device(device)
         self.model.to(self.device)
         self.train_data = tuple(t.to(self.device) for t in self.train_data)
@@ -133,7 +133,7 @@ class Task:
 
     def __repr__(self) -> str:
         return (
-            f"Task({self.name!r}, {type(self.model).__name__}, {self.spec.numel:,} params, "
+            f"SupervisedTask({self.name!r}, {type(self.model).__name__}, {self.spec.numel:,} params, "
             f"{len(self.train_data[0])} train / {len(self.test_data[0])} test, {self.device})"
         )
 

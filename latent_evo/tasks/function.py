@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from latent_evo.genome import GenomeSpec
+from latent_evo.tasks.protocol import Task, missing_members
 
 
 class FitnessShapeError(ValueError):
@@ -37,7 +38,7 @@ class NonFiniteFitnessError(RuntimeError):
     """A whole generation evaluated to NaN / inf; the message names the tensor or the function."""
 
 
-def explain_non_finite(task: Any, f: Tensor, genomes: Tensor, generation: int, source: str) -> str:
+def explain_non_finite(task: Task, f: Tensor, genomes: Tensor, generation: int, source: str) -> str:
     """Why a whole generation's fitness `f (P,)` is non-finite: non-finite weights in
     `genomes (P, n)` (made by `source`, e.g. the decoder), or the fitness function itself."""
     what = "NaN" if bool(torch.isnan(f).all()) else "non-finite (NaN or +-inf)"
@@ -48,8 +49,9 @@ def explain_non_finite(task: Any, f: Tensor, genomes: Tensor, generation: int, s
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         return f"{head}: tensor {bad[0]!r}{more} holds non-finite weights, from {source}. {tail}"
-    name = getattr(task, "name", "user")
-    return f"{head} on finite weights: the fitness function of task {name!r} is at fault. {tail}"
+    return (
+        f"{head} on finite weights: the fitness function of task {task.name!r} is at fault. {tail}"
+    )
 
 
 class FunctionTask:
@@ -135,7 +137,7 @@ class FunctionTask:
             return out
 
 
-def resolve_task(task: Any, fitness_fn: Callable | None, overrides: dict[str, Any]) -> Any:
+def resolve_task(task: Any, fitness_fn: Callable | None, overrides: dict[str, Any]) -> Task:
     """A task name, a `Task`-like object, or an `nn.Module` (+ `fitness_fn`) -> a task."""
     if isinstance(task, str):
         from latent_evo.tasks import get_task
@@ -147,9 +149,13 @@ def resolve_task(task: Any, fitness_fn: Callable | None, overrides: dict[str, An
         return FunctionTask(task, fitness_fn)
     if fitness_fn is not None:
         raise ValueError("fitness_fn is only used with task=<nn.Module>")
-    for attr in ("spec", "fitness_genomes", "model"):
-        if not hasattr(task, attr):
-            raise TypeError(f"task {task!r} has no `{attr}`: pass a task name, a Task or a module")
+    if not isinstance(task, Task):
+        missing = ", ".join(missing_members(task, Task))
+        raise TypeError(
+            f"task {task!r} is not a Task (it lacks {missing}): pass a task "
+            "name, an object with the members of latent_evo.tasks.Task, or an nn.Module with "
+            "fitness_fn"
+        )
     return task
 
 
@@ -168,7 +174,7 @@ def checked_fitness(f: Any, population: int, task_name: str) -> Tensor:
     return f
 
 
-def genome_to_module(task: Any, genome: Tensor) -> nn.Module:
+def genome_to_module(task: Task, genome: Tensor) -> nn.Module:
     """A copy of the task's model carrying `genome`'s weights."""
     model = copy.deepcopy(task.model)
     sd = task.spec.unflatten(genome.detach().to(task.device))

@@ -69,3 +69,14 @@ class CountingTask(Task, Protocol):
     def counters(self) -> dict[str, int]:
         """Cumulative work counters, e.g. `{"episodes": ..., "env_steps": ...}`."""
         ...
+
+
+def missing_members(obj: Any, protocol: type) -> list[str]:
+    """The members of `protocol` that `obj` lacks (for an error that names them)."""
+    names: set[str] = set()
+    for cls in protocol.__mro__:
+        if cls in (object, Protocol) or not getattr(cls, "_is_protocol", False):
+            continue
+        names |= set(getattr(cls, "__annotations__", {}))
+        names |= {k for k, v in vars(cls).items() if callable(v) and not k.startswith("_")}
+    return sorted(n for n in names if not hasattr(obj, n))

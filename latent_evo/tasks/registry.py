@@ -1,6 +1,6 @@
 """Named tasks: `get_task("mnist1d-mlp", hidden=(64, 64), seed=1, device="cuda")`.
 
-An override is one of: a `Task` argument (batch_size, fitness_batch_size, seed, device, chunk_size,
+An override is one of: a `SupervisedTask` argument (batch_size, fitness_batch_size, seed, device, chunk_size,
 ...), a model argument (hidden, channels, width, ...), `seq_len` for text tasks, or `data={...}`
 for the dataset loader (MNIST-1D generation args, digits split, text `source`, torchvision `root`).
 """
@@ -16,11 +16,12 @@ from typing import Any
 import torch
 
 from latent_evo.tasks import data as D
-from latent_evo.tasks.base import Task
+from latent_evo.tasks.base import SupervisedTask
+from latent_evo.tasks.protocol import Task
 
 # Task arguments a user may override (the rest come from the entry: name, model, data, kind).
 _FIXED = ("self", "name", "model", "train_data", "test_data", "kind")
-_TASK_ARGS = [p for p in inspect.signature(Task.__init__).parameters if p not in _FIXED]
+_TASK_ARGS = [p for p in inspect.signature(SupervisedTask.__init__).parameters if p not in _FIXED]
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class TaskEntry:
     # (classification: it receives `num_classes=` unless `model` sets it)
     family: str | Callable[..., torch.nn.Module]
     model: dict[str, Any]
-    task: dict[str, Any] = field(default_factory=dict)  # Task defaults
+    task: dict[str, Any] = field(default_factory=dict)  # SupervisedTask defaults
     data: dict[str, Any] = field(default_factory=dict)  # loader defaults
     seq_len: int | None = None  # text tasks: characters per training window
     description: str = ""
@@ -196,7 +197,12 @@ def _load_entry_points() -> None:
 
 
 def get_task(name: str, **overrides) -> Task:
-    """Build a registered task; `overrides` as described in this module's docstring."""
+    """Build a registered task; `overrides` as described in this module's docstring.
+    `"gym:<Gymnasium id>"` builds an `EpisodicTask`, overrides being its arguments."""
+    if name.startswith("gym:"):
+        from latent_evo.tasks.episodic import gym_task
+
+        return gym_task(name, **overrides)
     if name not in TASKS:
         _load_entry_points()
     if name not in TASKS:
@@ -243,7 +249,7 @@ def get_task(name: str, **overrides) -> Task:
         model_fn = functools.partial(entry.family, **model_kwargs)
     else:
         model_fn = functools.partial(build_model, entry.family, **model_kwargs)
-    task = Task(name, model_fn, train, test, kind=kind, **{**entry.task, **overrides})
+    task = SupervisedTask(name, model_fn, train, test, kind=kind, **{**entry.task, **overrides})
     n_ctx = getattr(getattr(task.model, "config", None), "n_ctx", None)
     if n_ctx is not None and seq_len > n_ctx:
         raise ValueError(f"task {name!r}: seq_len={seq_len} exceeds the model's n_ctx={n_ctx}")
