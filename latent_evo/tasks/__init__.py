@@ -11,9 +11,11 @@
     registry.py   named tasks (MNIST-1D, digits, text) and `register_task`
     data.py       the offline datasets (MNIST-1D generated, scikit-learn digits, a text corpus)
     sgd.py        Adam on the same architecture: the gradient reference
+    episodic.py   EpisodicTask: a policy + a Gymnasium environment, P x E episodes per rollout
 """
 
 from latent_evo.tasks.base import SupervisedTask, bits_per_token, cross_entropy
+from latent_evo.tasks.episodic import EpisodicTask  # torch only: gymnasium loads with an env
 from latent_evo.tasks.function import FitnessShapeError, FunctionTask
 from latent_evo.tasks.protocol import CountingTask, MinibatchTask, StatefulTask, Task
 from latent_evo.tasks.registry import (
@@ -27,6 +29,7 @@ from latent_evo.tasks.registry import (
 
 __all__ = [
     "CountingTask",
+    "EpisodicTask",
     "FitnessShapeError",
     "FunctionTask",
     "MinibatchTask",
