@@ -274,9 +274,7 @@ class EpisodicTask:
         if noise is not None:
             u = torch.rand(out.shape[1:], generator=noise, device=self.device)  # (E, out_dim)
             out = out - torch.log(-torch.log(u.clamp_min(1e-20)))  # Gumbel-max, same per member
-        actions = out.argmax(-1)
-        start = int(getattr(self.action_space, "start", 0))
-        return actions + start if start else actions
+        return out.argmax(-1)  # indices 0..n-1: the environment adds a space's `start`
 
     # ------------------------------------------------------------------ the Task protocol
     def to(self, device: str | torch.device) -> EpisodicTask:
