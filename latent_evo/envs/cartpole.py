@@ -55,7 +55,7 @@ class CartPole(TorchEnv):
         return start.to(device=self.device, dtype=self.dtype)
 
     def _observe(self) -> Tensor:
-        return self.state.to(torch.float32)
+        return self.state.to(torch.float32, copy=True)  # never an alias of the state
 
     def _step_state(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         p = self.params
@@ -71,12 +71,10 @@ class CartPole(TorchEnv):
         )
         x_acc = temp - polemass_length * theta_acc * cos / total_mass
 
-        tau = p["tau"]
-        x = x + tau * x_dot
-        x_dot = x_dot + tau * x_acc
-        theta = theta + tau * theta_dot
-        theta_dot = theta_dot + tau * theta_acc
-        self.state = torch.stack((x, x_dot, theta, theta_dot), dim=1)  # (B, 4)
+        # Euler on all four coordinates at once: the same elementwise ops as Gymnasium's
+        rates = torch.stack((x_dot, x_acc, theta_dot, theta_acc), dim=1)  # (B, 4)
+        self.state = self.state + p["tau"].unsqueeze(1) * rates  # (B, 4)
+        x, theta = self.state[:, 0], self.state[:, 2]
 
         terminated = (x.abs() > X_THRESHOLD) | (theta.abs() > THETA_THRESHOLD)
         reward = torch.ones(self.num_envs, device=self.device)
