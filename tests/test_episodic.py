@@ -79,7 +79,7 @@ def test_counters_and_evaluate():
     task = EpisodicTask("CartPole-v1", hidden=(4,), episodes=3, test_episodes=7)
     g = _genomes(task, 5)
     f = task.fitness_genomes(g, task.batch(0))
-    returns, lengths = task.rollout(g, task.batch(0), accumulate=False)
+    returns, lengths = task.rollout(g, task.batch(0))
     assert torch.equal(f, -returns.mean(1).float())
     c = task.counters()
     assert c["episodes"] == 15 and c["env_steps"] == int(lengths.sum()) > 0
@@ -140,7 +140,10 @@ def test_running_stats_equal_float64_statistics_of_all_observations():
     for chunk in range(4):  # four generations of different scale and offset
         obs = torch.randn(50, 3) * (chunk + 1) + 1000.0 * chunk
         alive = torch.rand(50) > 0.3
-        norm.accumulate(obs, alive)
+        for half in (slice(0, 25), slice(25, 50)):  # two rollouts of one generation
+            sums = norm.new_sums()
+            norm.accumulate(sums, obs[half], alive[half])
+            norm.add_pending(sums)
         seen.append(obs[alive].double())
         norm.commit()
     x = torch.cat(seen)
@@ -242,7 +245,7 @@ def test_rollout_equals_plain_gymnasium(env, kwargs):
     task.fitness_genomes(g, task.batch(0))
     seeds = task.batch(1)  # commits generation 0's statistics: normalisation is not identity
     assert float(task.obs_norm.count) > 0
-    returns, _ = task.rollout(g, seeds, accumulate=False)  # (P, E)
+    returns, _ = task.rollout(g, seeds)  # (P, E)
     for p in range(2):
         ref = _reference_returns(task, g[p], seeds)
         np.testing.assert_allclose(returns[p].numpy(), ref, rtol=1e-5)

@@ -19,6 +19,10 @@ What RL users expect of an ES library, and where it lives:
   * counters: `episodes` and `env_steps` (steps of environments still in their episode) of
     every fitness rollout; `evaluate` rollouts are counted apart, as `test_episodes` and
     `test_env_steps`, so the training budget is what it says.
+  * torchrun: the loop hands each rank a slice of the population; every fitness call sums its
+    observation statistics and counters over the ranks (one all-reduce), so all ranks keep the
+    same statistics. Rollouts every rank runs in full (the re-scored incumbent) count once per
+    rank: the work was done that many times.
   * per-member physical parameters: `set_member_params({name: (P,)})` -- member p's E episodes
     run variant p (policy zoos train one variant per member).
 """
@@ -223,10 +227,10 @@ class EpisodicTask:
 
     # ------------------------------------------------------------------ rollout
     def rollout(
-        self, genomes: Tensor, seeds: Tensor, accumulate: bool = True
+        self, genomes: Tensor, seeds: Tensor, sums: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """`(P, n)` genomes x `(E,)` seeds -> returns and lengths, each `(P, E)`; member p plays
-        every seed. `accumulate`: add the observations to the pending statistics."""
+        every seed. `sums` (`RunningObsNorm.new_sums()`): accumulates the observations seen."""
         P, E = genomes.shape[0], seeds.numel()
         B = P * E
         env = self._env(B)
@@ -242,8 +246,8 @@ class EpisodicTask:
         lengths = torch.zeros(B, dtype=torch.int64, device=self.device)
         for t in range(self.horizon):
             if norm is not None:
-                if accumulate:
-                    norm.accumulate(obs, alive)
+                if sums is not None:
+                    norm.accumulate(sums, obs, alive)
                 x = norm.apply(obs, frozen)
             else:
                 x = obs
@@ -308,18 +312,23 @@ class EpisodicTask:
                 self.obs_norm.commit()
         else:
             seeds = checked_seeds(batch, self.name)
+        norm = self.obs_norm
+        sums = norm.new_sums() if norm is not None else None
         with torch.no_grad():
-            returns, lengths = self.rollout(genomes, seeds)
-        self._count["episodes"] += returns.numel()
-        self._count["env_steps"] += int(lengths.sum())
+            returns, lengths = self.rollout(genomes, seeds, sums)
+        work = torch.tensor([returns.numel(), int(lengths.sum())], dtype=torch.float64)
+        if _distributed():  # every rank's observations and work (see the module docstring)
+            work, sums = _all_reduce(work, sums, self.device)
+        if norm is not None:
+            norm.add_pending(sums)
+        self._count["episodes"] += int(work[0])
+        self._count["env_steps"] += int(work[1])
         return (-returns.mean(1)).float()  # (P,)
 
     def evaluate(self, genome: Tensor) -> dict[str, float]:
         """Mean return over `test_episodes` held-out seeds under frozen statistics."""
         with torch.no_grad():
-            returns, lengths = self.rollout(
-                genome.reshape(1, -1), self.test_seeds, accumulate=False
-            )
+            returns, lengths = self.rollout(genome.reshape(1, -1), self.test_seeds)
         self._count["test_episodes"] += returns.numel()
         self._count["test_env_steps"] += int(lengths.sum())
         return {
@@ -368,6 +377,21 @@ class EpisodicTask:
                 k[len("obs_norm.") :]: v for k, v in tensors.items() if k.startswith("obs_norm.")
             }
             self.obs_norm.load_state_dict(norm)
+
+
+def _distributed() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce(
+    work: Tensor, sums: Tensor | None, device: torch.device
+) -> tuple[Tensor, Tensor | None]:
+    """Sum `work (2,)` and the observation sums over the ranks in one collective (on the
+    task's device: NCCL reduces CUDA tensors only)."""
+    flat = work.to(device) if sums is None else torch.cat([work.to(sums.device), sums])
+    torch.distributed.all_reduce(flat)  # (2 [+ 1 + 2 * obs_dim],)
+    return flat[:2].cpu(), (None if sums is None else flat[2:])
 
 
 def env_label(env: Any) -> str:

@@ -8,9 +8,9 @@ observations a generation visits are merged in only when the next generation sta
 sums lose the variance of a slowly moving coordinate.
 
 Accumulation during a rollout is shifted sums around the committed mean
-(`sum(x - m)`, `sum((x - m)^2)`): one fused add per step, no cancellation when |mean| >> std;
-`commit` turns them into a batch mean and M2 and merges them with Chan et al.'s parallel
-formula. The clip at 5 standard deviations follows OpenAI's ES and most PPO code: a state
+(`sum(x - m)`, `sum((x - m)^2)`): a few adds per step, no cancellation when |mean| >> std;
+a finished rollout's sums join the pending ones (`add_pending`), and `commit` turns those into
+a batch mean and M2 and merges them with Chan et al.'s parallel formula. The clip at 5 standard deviations follows OpenAI's ES and most PPO code: a state
 far outside anything seen (a falling pole, a crashed lander) stays a strong but bounded input.
 """
 
@@ -59,12 +59,25 @@ class RunningObsNorm:
         return ((obs - mean) * inv).clamp_(-CLIP, CLIP)
 
     # ---------------------------------------------------------------- accumulating
-    def accumulate(self, obs: Tensor, alive: Tensor) -> None:
+    def new_sums(self) -> Tensor:
+        """A rollout's accumulator `(1 + 2 * obs_dim,)` float64: count, shifted sum, shifted
+        sum of squares; one flat tensor, so ranks of a sharded run reduce it in one call."""
+        return torch.zeros(1 + 2 * self.obs_dim, dtype=torch.float64, device=self.mean.device)
+
+    def accumulate(self, sums: Tensor, obs: Tensor, alive: Tensor) -> None:
         """Add the observations `obs (B, obs_dim)` of the environments still `alive (B,)`."""
+        d = self.obs_dim
         x = torch.where(alive[:, None], obs.double() - self.mean, 0.0)  # (B, obs_dim)
-        self.pending_sum += x.sum(0)
-        self.pending_sq += x.square().sum(0)
-        self.pending_count += alive.sum()
+        sums[0] += alive.sum()
+        sums[1 : 1 + d] += x.sum(0)
+        sums[1 + d :] += x.square().sum(0)
+
+    def add_pending(self, sums: Tensor) -> None:
+        """A finished rollout's accumulator joins the observations of this generation."""
+        d = self.obs_dim
+        self.pending_count += sums[0]
+        self.pending_sum += sums[1 : 1 + d]
+        self.pending_sq += sums[1 + d :]
 
     def commit(self) -> None:
         """Merge the pending observations into the statistics (Chan et al. parallel update)."""
