@@ -1,0 +1,527 @@
+"""RL benchmark (issue 30): our batched episodic rollouts and direct ES side by side with
+EvoTorch's `VecGymNE` (PGPE, SNES) and with PPO from Stable-Baselines3.
+
+    python -m latent_evo.benchmarks.rl --out benchmarks/results --seeds 0,1,2
+
+Sections (`--sections`, all by default):
+  speed       environment steps per second of one population rollout, P policies x E episodes
+              (default 256 x 4): ours (`EpisodicTask.fitness_genomes`, alive steps from its
+              `counters()`) vs EvoTorch's `VecGymNE.evaluate` (its `interaction_count`) on the
+              same genomes of the same policy (obs -> 32 tanh -> 32 tanh -> act, one flat
+              vector in the same order, observation normalisation off on both sides so that
+              one genome is one policy), interleaved, medians of repeats; plus the share of our
+              rollout spent in the policy forward (the task's vmapped forward and the env's
+              step wrapped with timers; the task itself is not edited).
+  efficiency  training episodes until the held-out test return (100 seeds) reaches the
+              threshold, checked every generation on the search distribution's centre and on
+              the best solution seen, for our PGPE / SNES (direct mode, fresh episode seeds
+              every generation) and EvoTorch's PGPE / SNES through VecGymNE (its recommended
+              CartPole settings), same env, policy, population, episodes per member and seeds.
+  ppo         SB3 PPO (rl-zoo hyper-parameters) for as many environment steps as our best
+              method's median run to the threshold; its return on the same held-out seeds.
+
+Peers live in `benchmarks/rl_peers.py` (the `bench` extra). One torch thread, one process, no
+ray actor. Writes rl.json, rl.md and rl_<env>.png under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latent_evo.benchmarks.common import DEFAULT_OUT, provenance, provenance_md
+
+HIDDEN = (32, 32)
+ENVS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {"threshold": 500.0, "also": 475.0, "discrete": True},
+    "Pendulum-v1": {"threshold": -200.0, "also": -400.0, "discrete": False},
+}
+OURS = ("pgpe", "snes")  # our strategies with their default hyper-parameters
+PEERS = ("pgpe", "snes")  # EvoTorch's
+LABEL = {
+    "ours:pgpe": "latent-evo PGPE (direct)",
+    "ours:snes": "latent-evo SNES (direct)",
+    "evotorch:pgpe": "EvoTorch PGPE (VecGymNE)",
+    "evotorch:snes": "EvoTorch SNES (VecGymNE)",
+}
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ---------------------------------------------------------------------------------- speed
+def _trained_centre(env_id: str, episodes_cap: int = 60) -> torch.Tensor | None:
+    """A policy that solves CartPole (observation normalisation off, so that EvoTorch runs
+    the same function): our PGPE, 64 x 1, until its centre scores 475 on the test seeds."""
+    from latent_evo import evolve
+    from latent_evo.tasks.episodic import EpisodicTask
+
+    task = EpisodicTask(env_id, episodes=1, obs_norm=False, hidden=HIDDEN, seed=123)
+    found: dict[str, torch.Tensor] = {}
+
+    def cb(run: Any, rec: dict) -> None:
+        mu = run.space.to_genomes(run.strategy.mu.reshape(1, -1))[0]
+        if task.evaluate(mu)["test_return"] >= 475:
+            found["mu"] = mu.clone()
+            run.request_stop()
+
+    evolve(task=task, mode="direct", strategy="pgpe", popsize=64, generations=episodes_cap,
+           seed=123, eval_every=0, callbacks=[cb], fitness_batch="step", device="cpu")  # fmt: skip
+    return found.get("mu")
+
+
+def _instrumented(task: Any, env: Any) -> tuple[dict[str, float], Any]:
+    """Wrap the task's vmapped policy forward and the env's step with timers (restored by the
+    returned undo)."""
+    acc = {"forward": 0.0, "env_step": 0.0, "calls": 0}
+    fwd, step = task._forward, env.step
+
+    def timed_forward(*a: Any) -> Any:
+        t = time.perf_counter()
+        out = fwd(*a)
+        acc["forward"] += time.perf_counter() - t
+        acc["calls"] += 1
+        return out
+
+    def timed_step(*a: Any) -> Any:
+        t = time.perf_counter()
+        out = step(*a)
+        acc["env_step"] += time.perf_counter() - t
+        return out
+
+    task._forward, env.step = timed_forward, timed_step
+
+    def undo() -> None:
+        task._forward = fwd
+        del env.step  # back to the class's method
+
+    return acc, undo
+
+
+def _ours_rollout(task: Any, genomes: torch.Tensor, r: int) -> tuple[float, float]:
+    """One fitness rollout of ours: (alive env steps per second, mean return)."""
+    c0 = task.counters()["env_steps"]
+    t = time.perf_counter()
+    f = task.fitness_genomes(genomes, task.batch(r))
+    dt = time.perf_counter() - t
+    return (task.counters()["env_steps"] - c0) / dt, float(-f.mean())
+
+
+def _side_by_side(
+    env_id: str, genomes: torch.Tensor, episodes: int, norm: bool, repeats: int
+) -> dict[str, Any]:
+    from latent_evo.benchmarks.rl_peers import evotorch_rollout, vecgymne
+    from latent_evo.tasks.episodic import EpisodicTask
+
+    task = EpisodicTask(env_id, episodes=episodes, obs_norm=norm, hidden=HIDDEN, seed=0)
+    problem = vecgymne(env_id, HIDDEN, episodes, obs_norm=norm)
+    ours_sps, peer_sps, pair, ours_ret, peer_ret = [], [], [], [], []
+
+    def peer() -> float:
+        dt, steps, ret = evotorch_rollout(problem, genomes)
+        peer_ret.append(ret)
+        return steps / dt
+
+    # warm-up (allocator, vmap, env construction); EvoTorch's on all-zero policies (one action
+    # always: short episodes), so that a solved population costs no extra full rollout
+    _ours_rollout(task, genomes, 10_000), evotorch_rollout(problem, torch.zeros_like(genomes))
+    for r in range(repeats):
+        if r % 2 == 0:  # alternate who goes first
+            (a, ret), b = _ours_rollout(task, genomes, r), peer()
+        else:
+            b, (a, ret) = peer(), _ours_rollout(task, genomes, r)
+        ours_sps.append(a)
+        peer_sps.append(b)
+        pair.append(a / b)
+        ours_ret.append(ret)
+    # our rollout's time split, measured apart (the timers cost time of their own)
+    env = task._env(genomes.shape[0] * episodes)
+    acc, undo = _instrumented(task, env)
+    total = 0.0
+    for r in range(repeats):
+        t = time.perf_counter()
+        task.fitness_genomes(genomes, task.batch(r))
+        total += time.perf_counter() - t
+    undo()
+    floor = _forward_floor(task, genomes, episodes)
+    per_step = total / max(acc["calls"], 1)
+    return {
+        "ours_steps_per_s": _median(ours_sps), "evotorch_steps_per_s": _median(peer_sps),
+        "ratio_of_medians": _median(ours_sps) / _median(peer_sps),
+        "median_pair_ratio": _median(pair), "ours_all": ours_sps, "evotorch_all": peer_sps,
+        "ours_mean_return": _median(ours_ret), "evotorch_mean_return": _median(peer_ret),
+        "forward_share": acc["forward"] / total, "env_step_share": acc["env_step"] / total,
+        "us_per_step": 1e6 * per_step, "us_forward_per_step": 1e6 * acc["forward"] / acc["calls"],
+        "us_env_step_per_step": 1e6 * acc["env_step"] / acc["calls"], **floor,
+        # the share the forward would take if it cost what a hand-written bmm chain costs
+        "forward_share_at_bmm_floor": floor["us_bmm_forward"]
+        / (1e6 * per_step - 1e6 * acc["forward"] / acc["calls"] + floor["us_bmm_forward"]),
+    }  # fmt: skip
+
+
+def _forward_floor(task: Any, genomes: torch.Tensor, episodes: int, calls: int = 200) -> dict:
+    """Diagnosis of the forward share: the task's `vmap(functional_call)` forward vs the same
+    MLP as a hand-written chain of batched matmuls (`baddbmm` + tanh) on `(P, E, obs)`, in
+    microseconds per call (medians of 5 interleaved blocks of `calls` calls)."""
+    P = genomes.shape[0]
+    params = task.spec.unflatten(genomes)
+    x = torch.randn(P, episodes, task.obs_dim, generator=torch.Generator().manual_seed(0))
+    layers = [(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"].unsqueeze(1))
+              for i in range(len(HIDDEN) + 1)]  # fmt: skip
+
+    def bmm() -> torch.Tensor:
+        h = x
+        for i, (w, b) in enumerate(layers):
+            h = torch.baddbmm(b, h, w.transpose(1, 2))
+            h = torch.tanh(h) if i < len(layers) - 1 else h
+        return h
+
+    def vm() -> torch.Tensor:
+        return task._forward(params, x)
+
+    with torch.no_grad():
+        same = bool(torch.allclose(vm(), bmm(), atol=1e-5)) if task.discrete else None
+        times: dict[str, list[float]] = {"vmap": [], "bmm": []}
+        for _ in range(5):
+            for name, fn in (("vmap", vm), ("bmm", bmm)):
+                t = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                times[name].append(1e6 * (time.perf_counter() - t) / calls)
+    return {"us_vmap_forward": _median(times["vmap"]), "us_bmm_forward": _median(times["bmm"]),
+            "bmm_matches": same}  # fmt: skip
+
+
+def speed(
+    env_id: str, popsize: int, episodes: int, repeats: int, repeats_solved: int
+) -> dict[str, Any]:
+    from latent_evo.tasks.episodic import EpisodicTask
+
+    out: dict[str, Any] = {"env": env_id, "popsize": popsize, "episodes": episodes,
+                           "repeats": repeats, "load_start": _load(), "populations": {}}  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    pops: dict[str, torch.Tensor] = {}
+    probe = EpisodicTask(env_id, episodes=episodes, obs_norm=False, hidden=HIDDEN, seed=0)
+    pops["fresh policies (init)"] = probe.init_genomes(popsize, gen)
+    if ENVS[env_id]["discrete"]:
+        mu = _trained_centre(env_id)
+        if mu is not None:
+            noise = 0.01 * torch.randn(popsize, mu.numel(), generator=gen)
+            pops["solved policies (centre + N(0, 0.01^2))"] = mu + noise
+    for pname, genomes in pops.items():
+        row: dict[str, Any] = {}
+        # observation normalisation on: EvoTorch's statistics and ours differ, so one genome is
+        # no longer one policy; only the fresh population, whose episodes stay alike
+        for norm in (False, True) if pname.startswith("fresh") else (False,):
+            key = "obs_norm" if norm else "no_obs_norm"
+            reps = repeats if pname.startswith("fresh") else repeats_solved
+            row[key] = _side_by_side(env_id, genomes, episodes, norm, reps)
+            print(f"[speed] {env_id} {pname} {key}: {row[key]['ratio_of_medians']:.2f}x, "
+                  f"forward {100 * row[key]['forward_share']:.0f} %", flush=True)  # fmt: skip
+        out["populations"][pname] = row
+    out["load_end"] = _load()
+    return out
+
+
+# ---------------------------------------------------------------------------------- efficiency
+def run_ours(
+    strategy: str, env_id: str, popsize: int, episodes: int, seed: int, threshold: float,
+    max_generations: int, time_cap: float, test_episodes: int = 100, progress: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    from latent_evo import evolve
+    from latent_evo.tasks.episodic import EpisodicTask
+
+    task = EpisodicTask(env_id, episodes=episodes, hidden=HIDDEN, seed=seed,
+                        test_episodes=test_episodes)  # fmt: skip
+    curve: list[dict[str, Any]] = []
+    state: dict[str, Any] = {"reached": None}
+    t0 = time.perf_counter()
+
+    def cb(run: Any, rec: dict) -> None:
+        mu = run.space.to_genomes(run.strategy.mu.reshape(1, -1))[0]
+        r = {
+            "generation": rec["generation"], "episodes": int(rec["episodes"]),
+            "env_steps": int(rec["env_steps"]), "seconds": time.perf_counter() - t0,
+            "test_centre": task.evaluate(mu)["test_return"], "test_best": rec["test_return"],
+        }  # fmt: skip
+        curve.append(r)
+        if progress is not None:
+            progress(r)
+        if max(r["test_centre"], r["test_best"]) >= threshold:
+            state["reached"] = r
+            run.request_stop()
+        elif r["seconds"] > time_cap:
+            run.request_stop()
+
+    evolve(task=task, mode="direct", strategy=strategy, popsize=popsize,
+           generations=max_generations, seed=seed, eval_every=1, callbacks=[cb],
+           fitness_batch="step", device="cpu")  # fmt: skip
+    return {"curve": curve, "reached": state["reached"], "seconds": time.perf_counter() - t0}
+
+
+def _first(curve: list[dict], level: float) -> dict | None:
+    return next((r for r in curve if max(r["test_centre"], r["test_best"]) >= level), None)
+
+
+def efficiency(
+    env_id: str, seeds: list[int], args: argparse.Namespace, save: Any, out: dict
+) -> dict:
+    from tqdm import tqdm
+
+    from latent_evo.benchmarks.rl_peers import run_evotorch
+
+    spec = ENVS[env_id]
+    methods = [f"ours:{s}" for s in OURS] + [f"evotorch:{s}" for s in PEERS]
+    out.update({"env": env_id, "popsize": args.popsize, "episodes": args.episodes,
+                "threshold": spec["threshold"], "also": spec["also"], "runs": {}})  # fmt: skip
+    bar = tqdm(total=len(seeds) * len(methods), desc=f"{env_id} runs", file=sys.stderr)
+    for i, seed in enumerate(seeds):
+        order = methods[i % len(methods) :] + methods[: i % len(methods)]  # rotate: share load
+        for m in order:
+            lib, algo = m.split(":")
+            load0 = _load()
+
+            def show(r: dict, m: str = m, seed: int = seed) -> None:
+                bar.set_postfix_str(f"{m} s{seed} g{r['generation']} ep{r['episodes']} "
+                                    f"test {r['test_centre']:.0f}/{r['test_best']:.0f}")  # fmt: skip
+
+            kw = dict(env_id=env_id, popsize=args.popsize, episodes=args.episodes, seed=seed,
+                      threshold=spec["threshold"], max_generations=args.max_generations,
+                      time_cap=args.time_cap, progress=show)  # fmt: skip
+            if lib == "ours":
+                res = run_ours(algo, **kw)
+            else:
+                res = run_evotorch(algo, hidden=HIDDEN, discrete=spec["discrete"], **kw)
+            res["load"] = [load0, _load()]
+            res["also_reached"] = _first(res["curve"], spec["also"])
+            out["runs"].setdefault(m, {})[str(seed)] = res
+            bar.update(1)
+            save()
+    bar.close()
+    return out
+
+
+def ppo(env_id: str, seeds: list[int], eff: dict, save: Any, out: dict) -> dict[str, Any]:
+    from latent_evo.benchmarks.rl_peers import run_ppo
+
+    best, budget = _best_ours(eff)
+    out.update({"env": env_id, "budget_from": best, "env_steps": budget, "runs": {}})
+    if budget is None:
+        out["note"] = "no method of ours reached the threshold: no budget to give PPO"
+        return out
+    for seed in seeds:
+        load0 = _load()
+        out["runs"][str(seed)] = {**run_ppo(env_id, budget, seed), "load": [load0, _load()]}
+        print(
+            f"[ppo] {env_id} seed {seed}: {out['runs'][str(seed)]['test_return']:.1f}", flush=True
+        )
+        save()
+    return out
+
+
+def _summary(runs: dict[str, dict]) -> dict[str, Any]:
+    reached = [r["reached"] for r in runs.values() if r["reached"]]
+    return {
+        "solved": len(reached), "seeds": len(runs),
+        "episodes": [r["reached"]["episodes"] if r["reached"] else None for r in runs.values()],
+        "median_episodes": _median([r["episodes"] for r in reached]),
+        "median_env_steps": _median([r["env_steps"] for r in reached]),
+        "median_generations": _median([r["generation"] for r in reached]),
+        "median_seconds": _median([r["seconds"] for r in reached]),
+    }  # fmt: skip
+
+
+def _best_ours(eff: dict) -> tuple[str | None, int | None]:
+    """Our method that solved most seeds, then with the fewest median episodes."""
+    cands = [(m, _summary(r)) for m, r in eff["runs"].items() if m.startswith("ours:")]
+    cands = [(m, s) for m, s in cands if s["solved"]]
+    if not cands:
+        return None, None
+    m, s = min(cands, key=lambda c: (-c[1]["solved"], c[1]["median_episodes"]))
+    return m, int(s["median_env_steps"])
+
+
+# ---------------------------------------------------------------------------------- report
+def plot(eff: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"ours:pgpe": "C0", "ours:snes": "C2", "evotorch:pgpe": "C3", "evotorch:snes": "C1"}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m, runs in eff["runs"].items():
+        for k, res in enumerate(runs.values()):
+            xs = [r["episodes"] for r in res["curve"]]
+            ys = [max(r["test_centre"], r["test_best"]) for r in res["curve"]]
+            ax.plot(xs, ys, color=colors.get(m, "k"), alpha=0.8, lw=1.2,
+                    label=LABEL.get(m, m) if k == 0 else None)  # fmt: skip
+    ax.axhline(eff["threshold"], color="gray", ls="--", lw=0.8)
+    ax.set_xlabel("training episodes")
+    ax.set_ylabel(f"test return ({eff.get('test_episodes', 100)} held-out seeds)")
+    ax.set_title(f"{eff['env']}: P={eff['popsize']}, E={eff['episodes']}, one line per seed")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(x: Any, nd: int = 0) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "—"
+    return f"{x:,.{nd}f}"
+
+
+def report(res: dict[str, Any], out: Path) -> None:
+    lines = ["# RL: latent-evo vs EvoTorch (VecGymNE) and SB3 PPO", ""]
+    lines += provenance_md(res["provenance"]) + [""]
+    for env_id, sp in res.get("speed", {}).items():
+        lines += [f"## Speed: {env_id}, one rollout of P={sp['popsize']} policies x "
+                  f"E={sp['episodes']} episodes", "",
+                  f"Alive environment steps per second, medians of {sp['repeats']} interleaved "
+                  f"repeats (load {sp['load_start']:.1f} -> {sp['load_end']:.1f}). Forward share: "
+                  "our rollout's time inside the vmapped policy call (target <= 25 %).", "",
+                  "| population | obs. norm | ours steps/s | EvoTorch steps/s | ratio (target >= 1.5) "
+                  "| median pair ratio | mean return ours / EvoTorch | forward share | env step share |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for pname, row in sp["populations"].items():
+            for key, r in row.items():
+                lines.append(
+                    f"| {pname} | {'on' if key == 'obs_norm' else 'off'} | "
+                    f"{_fmt(r['ours_steps_per_s'])} | {_fmt(r['evotorch_steps_per_s'])} | "
+                    f"**{r['ratio_of_medians']:.2f}x** | {r['median_pair_ratio']:.2f}x | "
+                    f"{r['ours_mean_return']:.1f} / {r['evotorch_mean_return']:.1f} | "
+                    f"{100 * r['forward_share']:.0f} % | {100 * r['env_step_share']:.0f} % |"
+                )
+        lines += ["", "Where our rollout's time goes, per environment step of the whole batch "
+                  "(instrumented runs), and the same MLP forward written as a chain of "
+                  "`baddbmm` + tanh on `(P, E, obs)` (what a vmap-free forward would cost):", "",
+                  "| population | obs. norm | µs per step | µs forward (vmap) | µs env step | "
+                  "µs forward as bmm chain | forward share at the bmm cost |",
+                  "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for pname, row in sp["populations"].items():
+            for key, r in row.items():
+                lines.append(
+                    f"| {pname} | {'on' if key == 'obs_norm' else 'off'} | {r['us_per_step']:.0f} | "
+                    f"{r['us_forward_per_step']:.0f} | {r['us_env_step_per_step']:.0f} | "
+                    f"{r['us_bmm_forward']:.0f} | {100 * r['forward_share_at_bmm_floor']:.0f} % |"
+                )
+        lines.append("")
+    for env_id, eff in res.get("efficiency", {}).items():
+        thr = eff["threshold"]
+        lines += [f"## Sample efficiency: {env_id} to test return {thr:g}", "",
+                  f"P={eff['popsize']}, E={eff['episodes']} episodes per member; test = 100 "
+                  "held-out seeds, checked every generation on the centre and on the best "
+                  "solution seen; training episodes counted as each library counts them "
+                  "(ours includes re-scoring the incumbent on each generation's fresh seeds). "
+                  f"Plot: `rl_{env_id.split('-')[0].lower()}.png`.", "",
+                  f"| method | solved | episodes to {thr:g} (median) | per seed | env steps (median) "
+                  f"| generations | wall s | episodes to {eff['also']:g} (median) |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+        for m, runs in eff["runs"].items():
+            s = _summary(runs)
+            also = _median([r["also_reached"]["episodes"] for r in runs.values()
+                            if r.get("also_reached")])  # fmt: skip
+            per = ", ".join(_fmt(e) for e in s["episodes"])
+            lines.append(
+                f"| {LABEL.get(m, m)} | {s['solved']}/{s['seeds']} | {_fmt(s['median_episodes'])} | "
+                f"{per} | {_fmt(s['median_env_steps'])} | {_fmt(s['median_generations'])} | "
+                f"{_fmt(s['median_seconds'])} | {_fmt(also)} |"
+            )
+        lines.append("")
+    for env_id, pp in res.get("ppo", {}).items():
+        lines += [f"## Gradient reference: SB3 PPO on {env_id}", ""]
+        if not pp["runs"]:
+            lines += [pp.get("note", "not run"), ""]
+            continue
+        rets = [r["test_return"] for r in pp["runs"].values()]
+        lines += [f"Budget: {pp['env_steps']:,} environment steps (the median run of "
+                  f"{LABEL.get(pp['budget_from'], pp['budget_from'])} to the threshold); "
+                  "MlpPolicy (64-64 tanh) with rl-zoo's hyper-parameters; deterministic policy "
+                  "on the same 100 held-out seeds.", "",
+                  "| seed | test return | env steps | wall s |", "|---|---:|---:|---:|"]  # fmt: skip
+        for seed, r in pp["runs"].items():
+            lines.append(
+                f"| {seed} | {r['test_return']:.1f} | {r['env_steps']:,} | {r['seconds']:.0f} |"
+            )
+        lines += [f"| median | {_median(rets):.1f} | | |", ""]
+    (out / "rl.md").write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--envs", default="CartPole-v1")
+    p.add_argument("--speed-envs", default="CartPole-v1,Pendulum-v1")
+    p.add_argument("--sections", default="speed,efficiency,ppo")
+    p.add_argument("--speed-popsize", type=int, default=256)
+    p.add_argument("--speed-episodes", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats-solved", type=int, default=3, help="speed, solved population")
+    p.add_argument("--popsize", type=int, default=100, help="efficiency runs (EvoTorch's CartPole example: 100)")  # fmt: skip
+    p.add_argument("--episodes", type=int, default=1, help="episodes per member (efficiency)")
+    p.add_argument("--max-generations", type=int, default=200)
+    p.add_argument("--time-cap", type=float, default=300.0, help="seconds per efficiency run")
+    p.add_argument("--merge", action="store_true", help="keep the other sections of rl.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sections = set(args.sections.split(","))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "rl.json"
+    res: dict[str, Any] = {}
+    if args.merge and path.is_file():
+        res = json.loads(path.read_text())
+    prov = provenance(argv, "python -m latent_evo.benchmarks.rl")
+    earlier = res.get("runs_provenance", [])
+    if earlier:
+        prov["merged"] = [{k: p_[k] for k in ("command", "commit", "started")} for p_ in earlier]
+    res["runs_provenance"] = [*earlier, {k: v for k, v in prov.items() if k != "merged"}]
+    res["provenance"] = prov
+
+    def save() -> None:
+        prov["load_avg_end"] = _load()
+        path.write_text(json.dumps(res, indent=1))
+
+    if "speed" in sections:
+        for env_id in args.speed_envs.split(","):
+            res.setdefault("speed", {})[env_id] = speed(
+                env_id, args.speed_popsize, args.speed_episodes, args.repeats, args.repeats_solved
+            )
+            save()
+    for env_id in args.envs.split(","):
+        if "efficiency" in sections:
+            res.setdefault("efficiency", {})[env_id] = eff = {}
+            efficiency(env_id, seeds, args, save, eff)
+            save()
+        if "ppo" in sections and env_id in res.get("efficiency", {}):
+            res.setdefault("ppo", {})[env_id] = pp = {}
+            ppo(env_id, seeds, res["efficiency"][env_id], save, pp)
+            save()
+        if env_id in res.get("efficiency", {}):
+            plot(res["efficiency"][env_id], args.out / f"rl_{env_id.split('-')[0].lower()}.png")
+    save()
+    report(res, args.out)
+    print(f"wrote {args.out / 'rl.md'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
