@@ -273,6 +273,16 @@ def test_param_defaults_and_family():
     assert 0.25 <= a["length"].min() and a["length"].max() <= 1.0
     env = make_env("CartPole-v1", 64, params=a)
     assert torch.equal(env.params["length"], a["length"])
+    adapter = make_env("CartPole-v1", 2, backend="gymnasium", params={"length": 1.0})
+    assert adapter.param_defaults()["length"] == 0.5  # the values before params were applied
+    adapter.set_params({"length": torch.tensor([0.3, 0.4]), "masspole": 0.2})
+    sub = [e.unwrapped for e in adapter.vec_env.envs]
+    assert [e.length for e in sub] == pytest.approx([0.3, 0.4])
+    assert [e.polemass_length for e in sub] == pytest.approx([0.06, 0.08])  # derived, recomputed
+    assert [e.total_mass for e in sub] == pytest.approx([1.2, 1.2])
+    ours = make_env("CartPole-v1", 2, params={"length": 1.0})
+    ours.set_params({"gravity": torch.tensor([9.8, 1.6])})
+    assert ours.params["length"].tolist() == [1.0, 1.0] and ours.params["gravity"][1] == 1.6
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['len'\]"):
         EnvFamily("CartPole-v1", {"len": (0.1, 1.0)})
     with pytest.raises(ValueError, match="low 2.0 > high 1.0"):

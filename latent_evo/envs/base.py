@@ -17,6 +17,10 @@ Semantics, the same for every implementation:
   * `params` holds the physical parameters, `{name: (B,)}`: each environment may run its own
     variant (pole length, masses, gravity, ...). `param_defaults()` names them with their
     reference values.
+
+Beyond the protocol, both our torch environments and the Gymnasium adapter offer
+`set_params({name: float | (B,)})` (change some parameters between rollouts),
+`param_defaults()` (names and reference values) and `close()`.
 """
 
 from __future__ import annotations
@@ -186,6 +190,9 @@ class TorchEnv:
             (self.num_envs,), self.elapsed_steps >= self.max_episode_steps, device=self.device
         )
         return self._observe(), reward.to(torch.float32), terminated, truncated
+
+    def close(self) -> None:
+        """Nothing to release (tensors only); present for parity with the Gymnasium adapter."""
 
     def _spaces(self) -> tuple[Any, Any]:
         raise NotImplementedError

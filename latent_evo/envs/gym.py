@@ -169,6 +169,9 @@ class GymnasiumEnv:
         self.max_episode_steps = int(steps)
         self.elapsed_steps = 0
         self.params: dict[str, Tensor] = {}
+        self._defaults: dict[str, float] | None = None
+        if hasattr(vec_env, "envs"):  # SyncVectorEnv: the values before any parameter is set
+            self._defaults = _numeric_attrs(vec_env.envs[0].unwrapped)
         if params:
             self.set_params(params)
 
@@ -215,13 +218,18 @@ class GymnasiumEnv:
             rows = zip(*columns[1:], strict=True)  # per sub-environment: the inputs' values
             self.vec_env.set_attr(derived, [fn(*row) for row in rows])
 
+    def param_defaults(self) -> dict[str, float]:
+        """The settable numeric attributes with their values before `params` were applied (for
+        an AsyncVectorEnv: those of the registered id's reference environment, if any)."""
+        if self._defaults is None:
+            try:
+                self._defaults = gymnasium_param_defaults(self.env_id)
+            except ValueError:
+                self._defaults = {}
+        return dict(self._defaults)
+
     def _settable(self) -> dict[str, float]:
-        if hasattr(self.vec_env, "envs"):  # SyncVectorEnv: look at the first sub-environment
-            return _numeric_attrs(self.vec_env.envs[0].unwrapped)
-        try:  # AsyncVectorEnv: the registered id's reference environment
-            return gymnasium_param_defaults(self.env_id)
-        except ValueError:
-            return {}
+        return self.param_defaults()
 
     # -- stepping --------------------------------------------------------------------------------
 
