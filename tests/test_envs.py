@@ -219,6 +219,17 @@ def test_factory_and_time_limit():
     assert not flags[0].any() and flags[1].all()
 
 
+def test_vectorised_seeding_equals_numpy():
+    from latent_evo.envs.seeding import gymnasium_uniform_np
+
+    rng = np.random.default_rng(0)
+    edges = [0, 1, 2**31 - 1, 2**32 - 1, 2**32, 2**32 + 1, 2**62, 2**63 - 1]
+    seeds = edges + list(range(2, 300)) + rng.integers(0, 2**63 - 1, 300).tolist()
+    for low, high, size in [(-0.05, 0.05, 4), ([-np.pi, -1.0], [np.pi, 1.0], 2)]:
+        want = np.stack([np.random.default_rng(s).uniform(low, high, size) for s in seeds])
+        assert np.array_equal(gymnasium_uniform_np(seeds, low, high, size), want)
+
+
 def test_reset_is_a_function_of_the_seed():
     env = make_env("Acrobot-v1", 3)
     a = env.reset(torch.tensor([9, 9, 10]))

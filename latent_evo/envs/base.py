@@ -105,16 +105,14 @@ def check_seeds(env_id: str, seeds: Tensor | list[int], num_envs: int) -> list[i
 
 def gymnasium_uniform(seeds: list[int], low, high, size: int) -> Tensor:
     """Start states exactly as Gymnasium's classic-control `reset(seed=s)` draws them:
-    `np_random(s).uniform(low, high, size)`, per environment -> `(B, size)` float64.
+    `np_random(s).uniform(low, high, size)` per environment -> `(B, size)` float64.
 
-    `gymnasium.utils.seeding.np_random(s)` is `Generator(PCG64(SeedSequence(s)))`, which is what
-    `numpy.random.default_rng(s)` builds, so this needs numpy only. It is a Python loop over the
-    B environments (about 10 us each); reset runs once per rollout, so it stays off the hot path.
-    Everything after reset is torch."""
-    import numpy as np
+    `gymnasium.utils.seeding.np_random(s)` is `Generator(PCG64(SeedSequence(s)))`; `seeding.py`
+    computes those draws for all B seeds at once, bit for bit (about 0.5 ms for B = 1,024, where
+    a Python loop building B generators takes 15-40 ms). Everything after reset is torch."""
+    from latent_evo.envs.seeding import gymnasium_uniform_np
 
-    rows = [np.random.default_rng(s).uniform(low=low, high=high, size=size) for s in seeds]
-    return torch.from_numpy(np.stack(rows))  # (B, size) float64
+    return torch.from_numpy(gymnasium_uniform_np(seeds, low, high, size))  # (B, size) float64
 
 
 class TorchEnv:
