@@ -119,12 +119,14 @@ def test_cached_decode_equals_uncached_and_invalidates():
         cached = comp.decode(z)
         assert comp._cache is not None
     uncached = comp.decode(z)  # grad enabled -> features recomputed, no cache
-    torch.testing.assert_close(cached, uncached.detach(), rtol=1e-5, atol=1e-6)
+    # with and without grad, SDPA may pick different kernels: equal to float32 rounding (seen:
+    # 2.5e-6 absolute on unit-normal head weights on one CPU), not bit for bit
+    torch.testing.assert_close(cached, uncached.detach(), rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         comp.to_q.weight.mul_(2.0)  # an in-place update (optimizer.step) invalidates the cache
         cached2 = comp.decode(z)
     assert not torch.allclose(cached2, cached)
-    torch.testing.assert_close(cached2, comp.decode(z).detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cached2, comp.decode(z).detach(), rtol=1e-4, atol=1e-5)
 
 
 def test_windowed_block_matches_full_attention_when_window_covers_sequence():

@@ -280,13 +280,15 @@ class EvolveConfig:
     #: checkpoint every k generations (0 = only at the end / on a signal); CLI runs only
     checkpoint_every: int = 10
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> EvolveConfig:
-        if self.mode not in ("auto", "latent", "residual", "direct", "decoder", "generator"):
-            raise ConfigError(
-                "mode: must be auto, latent, residual, direct, decoder or generator, got "
-                f"{self.mode!r}"
-            )
+        """The checks across fields, run once when a config is built (`from_dict`, the
+        constructor, `dataclasses.replace`); each field's type and `Literal` choices were
+        checked by the builder. The run and PBT trust a built config."""
         self._validate_decoder()
+        self._validate_pbt()
         if self.generations is None and self.evaluations is None:
             raise ConfigError("generations / evaluations: give at least one budget")
         for key in ("generations", "evaluations"):
@@ -294,19 +296,13 @@ class EvolveConfig:
             if value is not None and value < 1:
                 raise ConfigError(f"{key}: a budget must be >= 1, got {value}")
         for key, sc in (("strategy", self.strategy), ("switch.strategy", self.switch.strategy),
-                        ("finetune.warmup.strategy", self.finetune.warmup.strategy)):  # fmt: skip
-            if sc.popsize < 2:
-                raise ConfigError(
-                    f"{key}.popsize: a population needs >= 2 members, got {sc.popsize}"
-                )
-        if self.fitness_batch not in ("fixed", "step"):
-            raise ConfigError(f"fitness_batch: must be fixed or step, got {self.fitness_batch!r}")
+                        ("finetune.warmup.strategy", self.finetune.warmup.strategy),
+                        ("portfolio.strategy", self.portfolio.strategy)):  # fmt: skip
+            _validate_strategy(key, sc)
         if not 0 < self.surrogate.fraction <= 1:
             raise ConfigError(
                 f"surrogate.fraction: must be in (0, 1], got {self.surrogate.fraction}"
             )
-        if self.init.kind not in ("prior", "zoo", "network", "task", "zeros"):
-            raise ConfigError(f"init.kind: unknown {self.init.kind!r}")
         if self.init.samples < 0:
             raise ConfigError(f"init.samples: must be >= 0, got {self.init.samples}")
         if self.init.kind in ("zoo", "network") and not self.init.path:
@@ -344,11 +340,6 @@ class EvolveConfig:
                 raise ConfigError(f"portfolio.hysteresis: must be >= 0, got {pf.hysteresis}")
             if pf.relay_margin < 0:
                 raise ConfigError(f"portfolio.relay_margin: must be >= 0, got {pf.relay_margin}")
-            if pf.strategy.popsize < 2:
-                raise ConfigError(
-                    f"portfolio.strategy.popsize: a population needs >= 2 members, got "
-                    f"{pf.strategy.popsize}"
-                )
         if self.finetune.enabled and self.finetune.every < 1:
             raise ConfigError("finetune.every: must be >= 1")
         return self
@@ -381,9 +372,67 @@ class EvolveConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def _validate_pbt(self) -> None:
+        pbt = self.pbt
+        if pbt.members < 2:
+            raise ConfigError(f"pbt.members: needs >= 2 runs to exploit, got {pbt.members}")
+        if pbt.every < 1:
+            raise ConfigError(f"pbt.every: must be >= 1 generation, got {pbt.every}")
+        if not 0 < pbt.fraction <= 0.5:
+            raise ConfigError(f"pbt.fraction: must be in (0, 0.5], got {pbt.fraction}")
+        if pbt.spread < 1:
+            raise ConfigError(f"pbt.spread: must be >= 1 (a factor), got {pbt.spread}")
+        if not pbt.perturb or any(not f > 0 for f in pbt.perturb):
+            raise ConfigError(f"pbt.perturb: positive factors, got {pbt.perturb}")
+        if not pbt.enabled:
+            return
+        if self.evaluations is None:
+            raise ConfigError("pbt: give `evaluations`, the total budget the members share")
+        if self.evaluations // pbt.members < self.strategy.popsize:
+            raise ConfigError(
+                f"pbt: evaluations {self.evaluations} split over {pbt.members} members leave "
+                f"fewer than one generation ({self.strategy.popsize}) each"
+            )
+        from latent_evo.strategies import STRATEGIES
+
+        tunable = STRATEGIES[self.strategy.name].tunable_hparams()
+        for name in pbt.hparams:
+            if name not in tunable:
+                raise ConfigError(
+                    f"pbt.hparams: {name!r} is not a positive numeric hyper-parameter of "
+                    f"{self.strategy.name} (tunable: {', '.join(tunable)})"
+                )
+
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvolveConfig:
-        return build(cls, d, ConfigError).validate()
+    def from_dict(cls, d: dict[str, Any], where: str = "") -> EvolveConfig:
+        """Build and validate (once); `where` (a file) prefixes every error."""
+        try:
+            return build(cls, d, ConfigError, where)
+        except ConfigError as e:
+            if where and not str(e).startswith(where):
+                raise ConfigError(f"{where}: {e}") from None
+            raise
+
+
+def _validate_strategy(key: str, sc: StrategyConfig) -> None:
+    """A strategy section: a registered name, a population, hyper-parameters it knows (the
+    strategy's own dimension-free checks, `Strategy.check_hparams`)."""
+    from latent_evo.strategies import STRATEGIES
+
+    cls = STRATEGIES.get(sc.name)
+    if cls is None:
+        raise ConfigError(
+            f"{key}.name: unknown strategy {sc.name!r}; valid: {', '.join(STRATEGIES)}"
+        )
+    least = max(2, cls.min_popsize)
+    if sc.popsize < least:
+        raise ConfigError(
+            f"{key}.popsize: a population needs >= {least} members ({sc.name}), got {sc.popsize}"
+        )
+    try:
+        cls.check_hparams(sc.hparams)
+    except ValueError as e:
+        raise ConfigError(f"{key}.hparams: {e}") from None
 
 
 def apply_override(d: dict[str, Any], dotted: str, value: Any) -> None:

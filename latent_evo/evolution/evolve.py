@@ -40,12 +40,15 @@ def evolve(
     d = config.to_dict() if isinstance(config, EvolveConfig) else dict(config or {})
     hp, popsize = options.pop("strategy_hparams", None), options.pop("popsize", None)
     d.update(options)
-    if hp is not None or popsize is not None:
+    name = strategy.name if isinstance(strategy, Strategy) else strategy
+    if hp is not None or popsize is not None or name is not None:
         d["strategy"] = dict(d.get("strategy") or {})
         if hp is not None:
             d["strategy"]["hparams"] = dict(hp)
         if popsize is not None:
             d["strategy"]["popsize"] = popsize
+        if name is not None:  # the hparams are validated against the strategy they are for
+            d["strategy"]["name"] = name
     if generations is not None or evaluations is not None:
         d["generations"], d["evaluations"] = generations, evaluations
     cfg = EvolveConfig.from_dict(d)  # one typed build: a wrong value names its key

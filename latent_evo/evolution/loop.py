@@ -23,6 +23,7 @@ The run owns its parts; `state_dict()` asks each part for its own state.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import signal
 import threading
@@ -89,21 +90,28 @@ class LatentEvolution:
         seed: int | None = None,
         fitness_fn: Callable | None = None,
     ):
-        cfg = config if isinstance(config, EvolveConfig) else EvolveConfig.from_dict(config or {})
-        cfg = copy.deepcopy(cfg)  # resolved below; the caller's object stays as given
+        if not isinstance(config, EvolveConfig):
+            d = dict(config or {})
+            if isinstance(strategy, str):  # hparams are checked against the strategy they are for
+                d["strategy"] = {**(d.get("strategy") or {}), "name": strategy}
+            config = EvolveConfig.from_dict(d)
+        cfg = config
+        # what the arguments resolve: a new config, validated once (the caller's stays as given)
+        changes: dict[str, Any] = {}
         if isinstance(strategy, str):
-            cfg.strategy.name = strategy
+            changes["strategy"] = dataclasses.replace(cfg.strategy, name=strategy)
         if seed is not None:
-            cfg.seed = int(seed)
+            changes["seed"] = int(seed)
         has_compressor = compressor is not None or cfg.compressor is not None
         if cfg.mode == "auto":
-            cfg.mode = "latent" if has_compressor else "direct"
+            changes["mode"] = "latent" if has_compressor else "direct"
         elif cfg.mode not in ("direct", "generator") and not has_compressor:
             raise ValueError(
                 f"mode {cfg.mode!r} needs a compressor (a Compressor, a path, or "
                 "`compressor:` in the config); use mode='direct' without one"
             )
-        self.cfg = cfg.validate()
+        cfg = dataclasses.replace(copy.deepcopy(cfg), **changes) if changes else copy.deepcopy(cfg)
+        self.cfg = cfg
         self.device = resolve_device(device if device is not None else cfg.device)
         self.task: Task = resolve_task(task, fitness_fn, dict(cfg.task.overrides))
         self.task.to(self.device)

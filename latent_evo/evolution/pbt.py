@@ -31,12 +31,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from latent_evo.config import build
 from latent_evo.evolution.checkpoint import load_checkpoint, prefixed, save_checkpoint, unprefixed
-from latent_evo.evolution.config import ConfigError, EvolveConfig
+from latent_evo.evolution.config import ConfigError, EvolveConfig, PBTConfig
 from latent_evo.evolution.loop import EvolveResult, LatentEvolution
-
-#: hyper-parameters that are a step size the strategy may also hold as live state `sigma`
-SIGMA_HPARAMS = ("sigma_init", "mutation_sigma")
 
 
 @dataclass
@@ -47,22 +45,6 @@ class PBTResult:
     hparams: list[dict[str, float]]  # each member's tuned values at the end
     events: list[dict[str, Any]]  # one record per exploit (who copied whom, new values)
     evaluations: int  # all members together
-
-
-def _check_options(cfg: EvolveConfig, members: int, every: int, fraction: float) -> None:
-    if members < 2:
-        raise ConfigError(f"pbt.members: needs >= 2 runs to exploit, got {members}")
-    if every < 1:
-        raise ConfigError(f"pbt.every: must be >= 1 generation, got {every}")
-    if not 0 < fraction <= 0.5:
-        raise ConfigError(f"pbt.fraction: must be in (0, 0.5], got {fraction}")
-    if cfg.evaluations is None:
-        raise ConfigError("pbt: give `evaluations`, the total budget the members share")
-    if cfg.evaluations // members < cfg.strategy.popsize:
-        raise ConfigError(
-            f"pbt: evaluations {cfg.evaluations} split over {members} members leave fewer than "
-            f"one generation ({cfg.strategy.popsize}) each"
-        )
 
 
 class PBT:
@@ -83,41 +65,27 @@ class PBT:
         cfg = copy.deepcopy(cfg)
         if seed is not None:
             cfg.seed = int(seed)
-        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cfg.pbt)})
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(PBTConfig)})
         if unknown:
             raise ConfigError(f"pbt: unknown option(s) {unknown}")
-        for key, value in options.items():
-            setattr(cfg.pbt, key, value)
+        # the options over the config's pbt section, typed and validated once by the builder
+        pbt = build(PBTConfig, {**dataclasses.asdict(cfg.pbt), **options}, ConfigError, "", "pbt")
+        cfg = dataclasses.replace(cfg, pbt=dataclasses.replace(pbt, enabled=True))
         opts = cfg.pbt
         members, every, fraction = int(opts.members), int(opts.every), float(opts.fraction)
-        _check_options(cfg, members, every, fraction)
-        if opts.spread < 1:
-            raise ConfigError(f"pbt.spread: must be >= 1 (a factor), got {opts.spread}")
-        if not opts.perturb or any(not f > 0 for f in opts.perturb):
-            raise ConfigError(f"pbt.perturb: positive factors, got {opts.perturb}")
         hparams, spread, perturb = list(opts.hparams), float(opts.spread), opts.perturb
         self.every, self.fraction, self.perturb = int(every), float(fraction), tuple(perturb)
         self.total_budget = int(cfg.evaluations)
         self.rng = torch.Generator().manual_seed(cfg.seed + 991)  # PBT's own draws
         self.runs: list[LatentEvolution] = []
         for i in range(members):
-            mcfg = copy.deepcopy(cfg)
-            mcfg.seed = cfg.seed + 1000 * i
-            mcfg.evaluations = self.total_budget // members
+            mcfg = dataclasses.replace(  # one member: a run of its own share, not a PBT
+                copy.deepcopy(cfg), seed=cfg.seed + 1000 * i,
+                evaluations=self.total_budget // members,
+                pbt=dataclasses.replace(cfg.pbt, enabled=False),
+            )  # fmt: skip
             self.runs.append(LatentEvolution(task, compressor, None, mcfg, device=device))
         self.hparams = list(hparams)
-        for name in self.hparams:
-            value = self.runs[0].strategy.hp.get(name)
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            if name not in self.runs[0].strategy.hp or not numeric or not value > 0:
-                valid = sorted(
-                    k for k, v in self.runs[0].strategy.hp.items()
-                    if isinstance(v, float) and v > 0
-                )  # fmt: skip
-                raise ConfigError(
-                    f"pbt.hparams: {name!r} is not a positive numeric hyper-parameter of "
-                    f"{cfg.strategy.name} (tunable: {', '.join(valid)})"
-                )
         log_spread = math.log(spread)
         for run in self.runs[1:]:  # member 0 keeps the configured values
             for name in self.hparams:
@@ -129,12 +97,8 @@ class PBT:
     # ------------------------------------------------------------------ hyper-parameters
     @staticmethod
     def _scale(run: LatentEvolution, name: str, factor: float) -> None:
-        strat = run.strategy
-        strat.hp[name] = float(strat.hp[name]) * factor
-        run.cfg.strategy.hparams[name] = strat.hp[name]  # so a checkpoint's config says it
-        live = getattr(strat, "sigma", None)
-        if name in SIGMA_HPARAMS and isinstance(live, torch.Tensor):
-            strat.sigma = live * factor
+        run.strategy.scale_hparam(name, factor)  # a step size moves the live sigma too
+        run.cfg.strategy.hparams[name] = run.strategy.hp[name]  # so a checkpoint's config says it
 
     def member_hparams(self, i: int) -> dict[str, float]:
         return {name: float(self.runs[i].strategy.hp[name]) for name in self.hparams}
@@ -152,7 +116,7 @@ class PBT:
             dst.load_state_dict(tensors, meta)
             dst.evaluations = own_evaluations
             for name in self.hparams:
-                dst.strategy.hp[name] = src.strategy.hp[name]
+                dst.strategy.set_hparam(name, src.strategy.hp[name])  # sigma came with the state
                 f = self.perturb[int(torch.randint(len(self.perturb), (), generator=self.rng))]
                 self._scale(dst, name, f)
             seed = int(torch.randint(2**62, (), generator=self.rng))

@@ -29,6 +29,8 @@ from .shaping import sanitize_fitness
 __all__ = ["PopulationStrategy", "Strategy"]
 
 
+# hyper-parameters that are a step size a strategy may also hold as live state `sigma`
+STEP_SIZE_HPARAMS = frozenset({"sigma_init", "mutation_sigma"})
 # step sizes and scales of every strategy: zero or negative values make no sense
 POSITIVE_HPARAMS = frozenset(
     {"sigma_init", "sigma", "mutation_sigma", "iso_sigma", "line_sigma", "lr", "lr_mean",
@@ -69,12 +71,7 @@ class Strategy:
             raise ValueError(f"{self.name}: dim must be >= 1, got {dim}")
         if int(popsize) < self.min_popsize:
             raise ValueError(f"{self.name}: popsize must be >= {self.min_popsize}, got {popsize}")
-        unknown = sorted(set(hparams) - set(self.default_hparams))
-        if unknown:
-            valid = ", ".join(sorted(self.default_hparams)) or "(none)"
-            raise ValueError(
-                f"{self.name}: unknown hyper-parameter(s) {unknown}; valid ones are: {valid}"
-            )
+        self.check_hparams(hparams)
         self.dim = int(dim)
         self.popsize = int(popsize)
         self.device = torch.device(device)
@@ -90,19 +87,53 @@ class Strategy:
         self._initialized = False
         for k in self.state_names:
             setattr(self, k, None)
-        self._check_numbers()
         self._check_hparams()
 
-    def _check_numbers(self) -> None:
-        """Numeric options must be numbers, and step sizes positive: a wrong value would
-        otherwise surface as a torch error deep inside the first `ask`, or silently run."""
-        for key, default in self.default_hparams.items():
-            value = self.hp[key]
+    # ---------------------------------------------------------------- hyper-parameters
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any]) -> None:
+        """The checks that need no dimension, done where hyper-parameters enter (here, and by
+        `EvolveConfig` when a config is built): known names, numbers where the default is a
+        number, positive step sizes. A wrong value would otherwise surface as a torch error deep
+        inside the first `ask`, or silently run. Raises `ValueError` naming the option."""
+        unknown = sorted(set(hparams) - set(cls.default_hparams))
+        if unknown:
+            valid = ", ".join(sorted(cls.default_hparams)) or "(none)"
+            raise ValueError(
+                f"{cls.name}: unknown hyper-parameter(s) {unknown}; valid ones are: {valid}"
+            )
+        for key, value in hparams.items():
+            default = cls.default_hparams[key]
             numeric = isinstance(default, int | float) and not isinstance(default, bool)
             if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise ValueError(f"{self.name}: {key} must be a number, got {value!r}")
+                raise ValueError(f"{cls.name}: {key} must be a number, got {value!r}")
             if key in POSITIVE_HPARAMS and value is not None and not value > 0:
-                raise ValueError(f"{self.name}: {key} must be > 0, got {value!r}")
+                raise ValueError(f"{cls.name}: {key} must be > 0, got {value!r}")
+
+    @classmethod
+    def tunable_hparams(cls) -> list[str]:
+        """Hyper-parameters that may change during a run (`set_hparam`, `scale_hparam`): the
+        positive float ones (step sizes, learning rates, rates)."""
+        return sorted(
+            k for k, v in cls.default_hparams.items()
+            if isinstance(v, float) and not isinstance(v, bool) and v > 0
+        )  # fmt: skip
+
+    def set_hparam(self, name: str, value: float) -> None:
+        """Change hyper-parameter `name` during a run; the next `ask` / `tell` uses it. Checked
+        as at construction. Live state derived from it (a σ) is left as it is: see
+        `scale_hparam` to move both."""
+        self.check_hparams({name: value})
+        self.hp[name] = value
+
+    def scale_hparam(self, name: str, factor: float) -> None:
+        """Multiply hyper-parameter `name` by `factor` during a run. A step size that the
+        strategy also holds as live state (`sigma_init`, `mutation_sigma` -> `sigma`) moves
+        that state by the same factor, so the change acts now, not only at a restart."""
+        self.set_hparam(name, float(self.hp[name]) * factor)
+        live = getattr(self, "sigma", None)
+        if name in STEP_SIZE_HPARAMS and isinstance(live, Tensor):
+            self.sigma = live * factor
 
     # ---------------------------------------------------------------- hooks for subclasses
     def _check_hparams(self) -> None:
