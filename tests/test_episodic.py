@@ -266,9 +266,13 @@ def test_bad_input_names_env_and_culprit():
     with pytest.raises(ValueError, match=r"unknown override\(s\) \['episods'\]"):
         get_task("gym:CartPole-v1", episods=3)
     task = EpisodicTask(_walk_factory(nan_at=3), hidden=(4,), max_steps=20, obs_norm=False)
-    with pytest.raises(NonFiniteEnvError, match=r"'factory'.*observation at step 2"):
+    with pytest.raises(NonFiniteEnvError, match=r"'factory'.*observation at step 3 .*seed"):
         task.fitness_genomes(_genomes(task, 2), task.batch(0))
-    assert task.counters()["episodes"] == 0  # nothing was scored
+    at_reset = EpisodicTask(_walk_factory(nan_at=0), hidden=(4,), max_steps=20)
+    with pytest.raises(NonFiniteEnvError, match="observation at reset"):
+        at_reset.fitness_genomes(_genomes(at_reset, 2), at_reset.batch(0))
+    assert task.counters()["episodes"] == at_reset.counters()["episodes"] == 0  # none scored
+    assert float(at_reset.obs_norm.pending_count) == 0
 
 
 def test_user_factory_and_policy():

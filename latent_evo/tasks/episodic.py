@@ -216,12 +216,14 @@ class EpisodicTask:
             )
 
     def _nonfinite(self, obs: Tensor, reward: Tensor, alive: Tensor, t: int, seeds: Tensor) -> None:
+        """Raise naming the environment, the step (0: the reset), the quantity and the seed."""
         bad_obs = alive & ~torch.isfinite(obs).all(-1)
         bad = bad_obs | (alive & ~torch.isfinite(reward))
         i = int(bad.nonzero()[0, 0])
         what = "observation" if bool(bad_obs[i]) else "reward"
+        when = "at reset" if t == 0 else f"at step {t}"
         raise NonFiniteEnvError(
-            f"environment {self.env_id!r} returned a non-finite {what} at step {t} of the episode "
+            f"environment {self.env_id!r} returned a non-finite {what} {when} of the episode "
             f"with seed {int(seeds[i])} (environment {i} of {len(seeds)}); nothing was scored"
         )
 
@@ -244,6 +246,8 @@ class EpisodicTask:
         alive = torch.ones(B, dtype=torch.bool, device=self.device)
         returns = torch.zeros(B, dtype=torch.float64, device=self.device)
         lengths = torch.zeros(B, dtype=torch.int64, device=self.device)
+        if not bool(torch.isfinite(obs).all()):  # NaN would poison the shared statistics
+            self._nonfinite(obs, returns, alive, 0, seeds_b)
         for t in range(self.horizon):
             if norm is not None:
                 if sums is not None:
@@ -257,7 +261,7 @@ class EpisodicTask:
             obs, reward, terminated, truncated = env.step(actions)
             obs, reward = obs.to(self.device), reward.to(self.device)
             if bool((alive & ~(torch.isfinite(reward) & torch.isfinite(obs).all(-1))).any()):
-                self._nonfinite(obs, reward, alive, t, seeds_b)
+                self._nonfinite(obs, reward, alive, t + 1, seeds_b)
             returns += torch.where(alive, reward.double(), 0.0)
             lengths += alive
             alive = alive & ~(terminated.to(self.device) | truncated.to(self.device))
