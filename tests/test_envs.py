@@ -187,6 +187,15 @@ def test_adapter_equals_gymnasium(env_id):
     env.close()
 
 
+def test_adapter_async_equals_gymnasium():
+    env = make_env("CartPole-v1", 2, backend="gymnasium", vectorization_mode="async",
+                   params={"length": torch.tensor([0.5, 0.8], dtype=torch.float64)})  # fmt: skip
+    assert type(env.vec_env).__name__ == "AsyncVectorEnv"
+    actions = _actions("CartPole-v1", 100, 2, seed=2)
+    _compare(env, "CartPole-v1", [3, 4], actions, 0.0, attrs={"length": [0.5, 0.8]})
+    env.close()
+
+
 def test_adapter_lunar_lander_if_box2d():
     pytest.importorskip("Box2D")
     seeds = [0, 1]

@@ -81,8 +81,15 @@ def make_env(
             raise ValueError("backend='torch' needs a Gymnasium id, not an environment factory")
         from latent_evo.envs.gym import GymnasiumEnv
 
+        vec_env = env_id(num_envs)
+        built = getattr(vec_env, "num_envs", None)
+        if built != num_envs:
+            name = getattr(env_id, "__name__", type(env_id).__name__)
+            raise ValueError(
+                f"environment factory {name} built {built} environments, not {num_envs}"
+            )
         return GymnasiumEnv(
-            env_id(num_envs), device=device, params=params, max_episode_steps=max_episode_steps
+            vec_env, device=device, params=params, max_episode_steps=max_episode_steps
         )
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a Gymnasium id or a factory, got {type(env_id).__name__}")
@@ -97,6 +104,7 @@ def make_env(
         cls, default_steps = found
         return cls(
             num_envs,
+            env_id=env_id,
             device=device,
             params=params,
             max_episode_steps=max_episode_steps or default_steps,

@@ -133,7 +133,10 @@ class TorchEnv:
         params: dict[str, float | Tensor] | None = None,
         max_episode_steps: int | None = None,
         dtype: torch.dtype = torch.float32,
+        env_id: str | None = None,
     ):
+        if env_id is not None:  # a registered alias (CartPole-v0: the same physics, 200 steps)
+            self.env_id = env_id
         if num_envs < 1:
             raise ValueError(f"{self.env_id}: num_envs must be >= 1, got {num_envs}")
         if dtype not in (torch.float32, torch.float64):
