@@ -274,7 +274,12 @@ def test_bad_inputs_get_clear_errors():
     factory = lambda n: gym.vector.SyncVectorEnv([_DictObsEnv] * n)  # noqa: E731
     with pytest.raises(ValueError, match=r"unsupported observation space Dict"):
         make_env(factory, 2, max_episode_steps=10)
+    with pytest.raises(ValueError, match="parameter 'length' has non-finite values"):
+        make_env("CartPole-v1", 2, params={"length": torch.tensor([0.5, float("nan")])})
     env = make_env("CartPole-v1", 2)
+    env.reset(torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"actions of shape \(3,\), expected \(2,\)"):
+        env.step(torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="got 3 seeds for 2 environments"):
         env.reset(torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="seeds must be >= 0"):

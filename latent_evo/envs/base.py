@@ -86,6 +86,8 @@ def resolve_params(
                 )
         else:
             value = torch.full((num_envs,), float(value), device=device, dtype=dtype)
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{env_id}: parameter {name!r} has non-finite values")
         out[name] = value
     return out
 
@@ -185,6 +187,11 @@ class TorchEnv:
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         if self.state is None:
             raise RuntimeError(f"{self.env_id}: call reset(seeds) before step(actions)")
+        if actions.dim() == 0 or actions.shape[0] != self.num_envs:
+            raise ValueError(
+                f"{self.env_id}: step got actions of shape {tuple(actions.shape)}, expected "
+                f"({self.num_envs},) or ({self.num_envs}, act_dim)"
+            )
         reward, terminated = self._step_state(actions.to(self.device))
         self.elapsed_steps += 1
         truncated = torch.full(
