@@ -11,6 +11,11 @@ Semantics kept from the protocol:
     masked, and `reset(seeds)` re-seeds every sub-environment, so they never leak into a result.
   * `truncated` also fires at the adapter's own `max_episode_steps` (Gymnasium's TimeLimit inside
     the sub-environments is set to the same value by `make_gymnasium_env`).
+  * Parameters are attributes of each unwrapped sub-environment (`param_defaults()` lists the
+    numeric ones), set through `VectorEnv.set_attr`, so they work for sync and async vector envs.
+    Some take effect at the next `reset(seeds)` (Box2D worlds are rebuilt there), e.g.
+    LunarLander-v3: `params={"gravity": (B,), "enable_wind": 1.0, "wind_power": (B,)}` equals
+    `gymnasium.make("LunarLander-v3", gravity=..., enable_wind=True, wind_power=...)`.
   * Observations must be a flat Box, actions a Discrete or a flat Box; anything else (Dict, Tuple,
     images, MultiDiscrete, ...) is a `ValueError` naming the environment and the space.
   * Discrete actions are indices 0..n-1 (a space's `start` is added here); Box actions go to
