@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     from latent_evo.models import GPT2, GPT2Config
     from latent_evo.models.lowrank import linear_layers, materialize
     from latent_evo.strategies import get_strategy
-    from latent_evo.tasks.lowrank import LowRankNetwork
+    from latent_evo.tasks.lora import LowRankNetwork
 
     dev = torch.device(args.device)
     torch.manual_seed(0)

@@ -14,8 +14,8 @@ from latent_evo.compressor.hub import (
     base_weights_path,
     bundled_compressor_path,
     load_compressor,
-    low_rank_task,
 )
+from latent_evo.tasks.lora import lora_task_for
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_bundled_gpt2_compressor_loads_offline_and_decodes_finite_weights(bundle
     size = sum(f.stat().st_size for f in bundle.iterdir())
     assert size < 8 * 2**20, f"the bundle is {size / 2**20:.1f} MiB"
     comp = load_compressor(bundle).eval()
-    task, cfg = low_rank_task(bundle, part=14)
+    task, cfg = lora_task_for(bundle, part=14)
     assert cfg["parts"] == 16 and 14 not in cfg["zoo_parts"]  # the demo's part is unseen
     assert comp.spec.numel == task.spec.numel == 61_440  # rank-4 factors of 20 block matrices
     with torch.no_grad():

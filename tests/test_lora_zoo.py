@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from latent_evo.models.lowrank import canonical_factors
 from latent_evo.tasks import get_task
-from latent_evo.tasks.lowrank import load_base_genome
+from latent_evo.tasks.lora import load_base_genome
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LORA = {

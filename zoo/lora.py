@@ -10,7 +10,7 @@ for each corpus part k in `zoo_parts`, `adapters_per_part` adapters (own lr, own
 Every adapter of every part trains in one batched pass: the members' windows are stacked
 member-major and evaluated with `models.lowrank.low_rank_population`, so the base matmuls are
 shared and no member's weights are ever built; the per-member Adam is `zoo.trainer`'s
-`StackedOptimizer`. The zoo's task is `lora` (see `latent_evo.tasks.lowrank.lora_task`) around the
+`StackedOptimizer`. The zoo's task is `lora` (see `latent_evo.tasks.lora.lora_task`) around the
 stored base, so pretraining rebuilds exactly the network the adapters change. The factors of a
 product A Bᵀ are free up to A Q, B Q⁻ᵀ; every stored checkpoint is in one canonical form of
 `canonical_factors`, so equal adapters look equal: by default the gauge closest to the shared
@@ -162,7 +162,7 @@ def generate_lora_zoo(
     from safetensors.torch import load_file, save_file
 
     from latent_evo.tasks import get_task
-    from latent_evo.tasks.lowrank import LowRankTask
+    from latent_evo.tasks.lora import LoRATask
 
     cfg = config if isinstance(config, LoraZooConfig) else load_lora_config(config)
     cfg.validate()
@@ -183,7 +183,7 @@ def generate_lora_zoo(
     base_seconds = time.perf_counter() - t0
     overrides = {"base": cfg.base_task, "base_weights": BASE_FILE, "rank": cfg.rank,
                  "include": cfg.include, "init_scale": cfg.init_scale, **cfg.base_overrides}  # fmt: skip
-    lt = LowRankTask(task, cfg.rank, _layers(task, cfg.include), cfg.init_scale, genome)
+    lt = LoRATask(task, cfg.rank, _layers(task, cfg.include), cfg.init_scale, genome)
     model = lt.model.base.requires_grad_(False)  # only the factors train
 
     # the population: adapters_per_part members per zoo part, member-major
@@ -248,7 +248,7 @@ def _layers(task, include: str) -> list[str]:
 def canonical_genomes(
     lt, genomes: torch.Tensor, reference: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """`(P, d)` adapter genomes of LowRankTask `lt` with every layer's factors canonicalised:
+    """`(P, d)` adapter genomes of LoRATask `lt` with every layer's factors canonicalised:
     in the gauge closest to the B factors of the `(d,)` genome `reference`, or (None) SVD."""
     sd = lt.spec.unflatten(genomes.clone())  # {name: (P, r, out) / (P, r, in)}
     ref = lt.spec.unflatten(reference[None]) if reference is not None else None

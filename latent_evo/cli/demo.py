@@ -98,23 +98,6 @@ def _best_zoo_network(task, compressor_dir: Path) -> dict[str, float] | None:
     return task.evaluate(load_network_genome(path, task.spec).to(task.device))
 
 
-ACCURACY = (("test accuracy", "test_accuracy"), ("test loss", "test_loss"))
-
-
-def _table(rows: list[dict[str, Any]], *metrics: tuple[str, str]) -> str:
-    """A fixed-width table of `rows`; `metrics`: (column title, row key), default accuracy + loss."""
-    metrics = metrics or ACCURACY
-    head = ["method", "evaluations", "wall time (s)", *(title for title, _ in metrics)]
-    lines = [head] + [
-        [r["method"], str(r["evaluations"]), f"{r['wall_s']:.1f}", *(f"{r[k]:.3f}" for _, k in metrics)]
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [fmt.format(*lines[0]), fmt.format(*["-" * w for w in widths])]
-    return "\n".join(out + [fmt.format(*line) for line in lines[1:]])
-
-
 def run_demo(
     budget: int = 10000,
     popsize: int = 32,
@@ -124,6 +107,7 @@ def run_demo(
     sgd_steps: int = 1500,
     device: str = "auto",
 ) -> dict[str, Any]:
+    from latent_evo.cli.tables import results_table
     from latent_evo.compressor.hub import bundled_compressor_path, load_compressor
     from latent_evo.evolution.evolve import evolve
     from latent_evo.tasks import get_task
@@ -169,7 +153,7 @@ def run_demo(
     if zoo is not None:
         rows.append({"method": "best zoo checkpoint (memorisation)", "evaluations": "0 (zoo)",
                      "wall_s": 0.0, **zoo})  # fmt: skip
-    table = _table(rows)
+    table = results_table(rows)
     plot = _plot(results, sgd, zoo, out / "accuracy.png", budget)
     summary = {
         "task": TASK, "budget": budget, "popsize": popsize, "seed": seed, "compressor": str(comp_path),

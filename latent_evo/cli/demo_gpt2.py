@@ -71,22 +71,22 @@ def run_gpt2_demo(
     adam_lr: float = 3e-3,
     device: str = "auto",
 ) -> dict[str, Any]:
-    from latent_evo.cli.demo import _table
+    from latent_evo.cli.tables import results_table
     from latent_evo.compressor.hub import (
         BUNDLED_GPT2,
         bundled_compressor_path,
         load_compressor,
-        low_rank_task,
     )
     from latent_evo.evolution.evolve import evolve
     from latent_evo.evolution.loop import resolve_device
+    from latent_evo.tasks.lora import lora_task_for
 
     folder = Path(compressor) if compressor is not None else bundled_compressor_path(BUNDLED_GPT2)
     if not folder.is_dir():
         raise FileNotFoundError(f"--compressor {folder}: not a local compressor folder")
     dev = str(resolve_device(device))
     # a bad folder, part or base network is an error here, before any work
-    task, zoo_cfg = low_rank_task(folder, part, batch_size=WINDOWS, device=dev)
+    task, zoo_cfg = lora_task_for(folder, part, batch_size=WINDOWS, device=dev)
     comp = load_compressor(folder).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def run_gpt2_demo(
                  "test_bpc": base_bpc})  # fmt: skip
     refs = {"Adam (gradients)": adam_bpc, "base, unadapted": base_bpc}
     plot = _plot(results, refs, out / "bits_per_char.png", f"GPT-2 'mini', corpus part {part}")
-    table = _table(rows, ("test bits/char", "test_bpc"))
+    table = results_table(rows, ("test bits/char", "test_bpc"))
     summary = {"task": task.name, "part": part, "budget": budget, "popsize": popsize, "seed": seed,
                "compressor": str(folder), "methods": results, "table": rows, "plot": str(plot),
                "torch": torch.__version__, "device": dev}  # fmt: skip

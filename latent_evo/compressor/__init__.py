@@ -9,14 +9,16 @@ decoder (a hypernetwork) from `z` back to every weight of the network.
     mlp.py         `MLPAutoencoder`: a flat MLP over the whole genome (small networks only)
     losses.py      the combined pretraining / fine-tuning loss
     mixin.py       safetensors-only save/load through the Hugging Face Hub mixin
-    hub.py         `load_compressor`, push / pull, model cards, the bundled compressors,
-                   `low_rank_task` (the task of a LoRA compressor, its base stored beside it)
+    hub.py         `load_compressor`, push / pull, model cards, the bundled compressors and
+                   a LoRA compressor's base network (`base_weights_path`)
+    protocol.py    `CompressorProtocol`: what the evolution loop needs of a compressor
 """
 
 from latent_evo.compressor.attention import Compressor, CompressorConfig
-from latent_evo.compressor.hub import bundled_compressor_path, load_compressor, low_rank_task
+from latent_evo.compressor.hub import bundled_compressor_path, load_compressor
 from latent_evo.compressor.losses import compressor_loss
 from latent_evo.compressor.mlp import MLPAutoencoder, MLPAutoencoderConfig
+from latent_evo.compressor.protocol import CompressorProtocol
 from latent_evo.compressor.tokenizer import Tokenizer, TokenMeta
 
 __all__ = [
@@ -26,8 +28,8 @@ __all__ = [
     "MLPAutoencoderConfig",
     "TokenMeta",
     "Tokenizer",
+    "CompressorProtocol",
     "bundled_compressor_path",
     "compressor_loss",
     "load_compressor",
-    "low_rank_task",
 ]

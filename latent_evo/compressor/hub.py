@@ -108,42 +108,6 @@ def base_weights_path(name_or_path: str | os.PathLike, revision: str | None = No
     return path
 
 
-def low_rank_task(
-    name_or_path: str | os.PathLike,
-    part: int | None = None,
-    batch_size: int = 16,
-    device: str = "cpu",
-    revision: str | None = None,
-):
-    """`(task, zoo config)`: the `lora` task a low-rank compressor was trained for (its base
-    network, stored beside it, and its rank and matrices, from its pretraining record). `part`
-    cuts the base's text to that corpus part (of the record's parts), its held-out windows every
-    10th block; `batch_size` windows make the fixed fitness sample."""
-    from latent_evo.compressor.mixin import _resolve
-    from latent_evo.tasks import get_task
-
-    name = str(Path(name_or_path).expanduser()) if is_local(name_or_path) else str(name_or_path)
-    record = _resolve(name, PRETRAINING_FILE, revision=revision)
-    zoo = (_read_json(record).get("zoos") or [{}])[0]
-    if zoo.get("task") != "lora":
-        raise ValueError(
-            f"{record}: not a low-rank (LoRA) compressor (its zoo task is {zoo.get('task')!r}); "
-            f"this needs one, e.g. the bundled {BUNDLED_GPT2!r}"
-        )
-    config = zoo.get("config") or {}
-    overrides = {k: v for k, v in zoo["task_overrides"].items() if k not in ("data", "device")}
-    overrides.update(base_weights=str(base_weights_path(name, revision)),
-                     batch_size=batch_size, fitness_batch_size=batch_size)  # fmt: skip
-    if part is not None:
-        parts = int(config.get("parts", 16))
-        if not 0 <= part < parts:
-            raise ValueError(f"--part {part}: the corpus has parts 0..{parts - 1}")
-        overrides["data"] = {"part": [part, parts], "part_val": "blocks"}
-    elif "data" in zoo["task_overrides"]:
-        overrides["data"] = zoo["task_overrides"]["data"]  # the base network's own text
-    return get_task("lora", device=device, **overrides), config
-
-
 def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
     """The README.md of a compressor repo, from the files in its folder."""
     folder = Path(folder)

@@ -8,6 +8,7 @@
     protocol.py   Task, and the optional MinibatchTask, StatefulTask, CountingTask
     base.py       SupervisedTask: vmapped population fitness, test metrics, init genomes
     function.py   FunctionTask, and the checks every fitness passes
+    lora.py       LoRATask: the genome is low-rank adapters of a base task's network
     registry.py   named tasks (MNIST-1D, digits, text) and `register_task`
     data.py       the offline datasets (MNIST-1D generated, scikit-learn digits, a text corpus)
     sgd.py        Adam on the same architecture: the gradient reference

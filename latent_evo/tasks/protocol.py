@@ -1,6 +1,6 @@
 """What the evolution loop needs of a problem: the `Task` protocol and its optional parts.
 
-Every task class (`SupervisedTask`, `FunctionTask`, `LowRankTask`, `EpisodicTask`, a user's own)
+Every task class (`SupervisedTask`, `FunctionTask`, `LoRATask`, `EpisodicTask`, a user's own)
 satisfies `Task`; the loop is typed against it and asks for the optional parts with
 `isinstance` (the protocols are runtime-checkable), never with `hasattr`:
 

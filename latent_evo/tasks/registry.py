@@ -116,14 +116,14 @@ TASKS: dict[str, TaskEntry | Callable[..., Task]] = {
 
 
 def _lora(**kwargs) -> Task:
-    from latent_evo.tasks.lowrank import lora_task
+    from latent_evo.tasks.lora import lora_task
 
     if "base" not in kwargs:
         raise ValueError("task 'lora' needs base=<task name> (and base_weights=<safetensors file>)")
     return lora_task(**kwargs)
 
 
-TASKS["lora"] = _lora  # low-rank adapters of another task's network (latent_evo.tasks.lowrank)
+TASKS["lora"] = _lora  # low-rank adapters of another task's network (latent_evo.tasks.lora)
 
 _DATA_MEMO: dict[tuple, D.ClassificationData | D.TextData] = {}
 _LOADERS: dict[str, Callable[..., Any]] = {

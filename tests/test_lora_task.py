@@ -1,4 +1,4 @@
-"""LowRankTask: evolution over low-rank adapters of a network through `evolve()`, fitness from
+"""LoRATask: evolution over low-rank adapters of a network through `evolve()`, fitness from
 the factors alone, equal to the materialised network's; EGGROLL gets each factor's shape."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import torch
 from latent_evo.evolution.evolve import evolve
 from latent_evo.models.lowrank import linear_layers
 from latent_evo.tasks import get_task
-from latent_evo.tasks.lowrank import LowRankTask
+from latent_evo.tasks.lora import LoRATask
 
 
 def test_low_rank_task_fitness_equals_the_materialised_network():
     base = get_task("text-gpt2-tiny")
-    task = LowRankTask(base, rank=2, layers=linear_layers(base.model, "transformer.h."))
+    task = LoRATask(base, rank=2, layers=linear_layers(base.model, "transformer.h."))
     g = torch.randn(3, task.spec.numel, generator=torch.Generator().manual_seed(0)) * 0.05
     with torch.no_grad():
         f = task.fitness_genomes(g)
@@ -26,7 +26,7 @@ def test_low_rank_task_fitness_equals_the_materialised_network():
 
 def test_evolve_over_adapters_improves_and_best_model_is_a_network():
     base = get_task("mnist1d-mlp-tiny")
-    task = LowRankTask(base, rank=2)
+    task = LoRATask(base, rank=2)
     res = evolve(task=task, strategy="eggroll", mode="direct", evaluations=800, popsize=16,
                  strategy_hparams={"sigma_init": 0.05, "lr": 0.05, "rank": 1},
                  init={"kind": "task"}, seed=0)  # fmt: skip

@@ -1,4 +1,4 @@
-"""A task whose genome is low-rank adapters of a base task's network, evaluated unbuilt.
+"""LoRA tasks: the genome is low-rank adapters of a base task's network, evaluated unbuilt.
 
     genome (P, d) = every member's factors [A_0ᵀ, B_0ᵀ, A_1ᵀ, ...]  (A_l (out, r), B_l (in, r))
     member p's network = the base network with layer l's weights + A_l B_lᵀ (LoRA-style)
@@ -14,6 +14,7 @@ so every fresh member is the base network itself. `model` is the base network ca
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from latent_evo.genome import GenomeSpec
 from latent_evo.models.lowrank import layer_dims, linear_layers, low_rank_population
 from latent_evo.tasks.function import genome_to_module
+from latent_evo.tasks.protocol import MinibatchTask, Task
 
 
 class Adapters(nn.Module):
@@ -54,24 +56,24 @@ class LowRankNetwork(nn.Module):
             return self.base(x)
 
 
-class LowRankTask:
+class LoRATask:
     """`base_task`'s network with rank-`rank` adapters on `layers` (default: every nn.Linear /
     Conv1D except a tied head; pass e.g. `linear_layers(model, "transformer.h.")`)."""
 
     def __init__(
         self,
-        base_task: Any,
+        base_task: Task,
         rank: int = 4,
         layers: list[str] | None = None,
         init_scale: float = 0.02,
         base_genome: Tensor | None = None,
     ):
         if rank < 1:
-            raise ValueError(f"LowRankTask: rank must be >= 1, got {rank}")
+            raise ValueError(f"LoRATask: rank must be >= 1, got {rank}")
         self.base_task, self.rank, self.init_scale = base_task, int(rank), float(init_scale)
         self.layers = list(layers) if layers is not None else linear_layers(base_task.model)
         if not self.layers:
-            raise ValueError("LowRankTask: the base network has no nn.Linear / Conv1D layer")
+            raise ValueError("LoRATask: the base network has no nn.Linear / Conv1D layer")
         # the network the adapters change, built once: the base task's own, or a copy carrying
         # `base_genome` (a zoo member, a trained network)
         base_model = base_task.model
@@ -81,15 +83,15 @@ class LowRankTask:
         holder = nn.Module()
         holder.adapters = self.model.adapters  # the genome: the adapters alone, named as in model
         self.spec = GenomeSpec.from_module(holder)
-        self.name = f"{getattr(base_task, 'name', 'task')}+rank{self.rank}"
-        if hasattr(base_task, "batch"):
+        self.name = f"{base_task.name}+rank{self.rank}"
+        if isinstance(base_task, MinibatchTask):  # fresh minibatches of the base task's data
             self.batch = base_task.batch
 
     @property
     def device(self) -> torch.device:
         return self.base_task.device
 
-    def to(self, device: str | torch.device) -> LowRankTask:
+    def to(self, device: str | torch.device) -> LoRATask:
         self.base_task.to(device)
         self.model.to(device)  # with the base network it holds
         return self
@@ -193,7 +195,7 @@ def lora_task(
     include: str = "",
     init_scale: float = 0.02,
     **base_overrides: Any,
-) -> LowRankTask:
+) -> LoRATask:
     """The registered `lora` task: adapters of task `base` (built with `base_overrides`) around
     the network in `base_weights` (a safetensors state dict; default the base task's init), on
     the layers whose names contain `include` (GPT-2's blocks: "transformer.h.")."""
@@ -204,4 +206,47 @@ def lora_task(
     layers = linear_layers(task.model, include)
     if not layers:
         raise ValueError(f"lora task: no linear layer of {base!r} has {include!r} in its name")
-    return LowRankTask(task, rank, layers, init_scale, genome)
+    return LoRATask(task, rank, layers, init_scale, genome)
+
+
+def lora_task_for(
+    name_or_path: str | os.PathLike,
+    part: int | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    revision: str | None = None,
+):
+    """`(task, zoo config)`: the `lora` task a LoRA compressor (a folder or Hub id) was trained for (its base
+    network, stored beside it, and its rank and matrices, from its pretraining record). `part`
+    cuts the base's text to that corpus part (of the record's parts), its held-out windows every
+    10th block; `batch_size` windows make the fixed fitness sample."""
+    from latent_evo.compressor.hub import (
+        BUNDLED_GPT2,
+        PRETRAINING_FILE,
+        _read_json,
+        base_weights_path,
+        is_local,
+    )
+    from latent_evo.compressor.mixin import _resolve
+    from latent_evo.tasks import get_task
+
+    name = str(Path(name_or_path).expanduser()) if is_local(name_or_path) else str(name_or_path)
+    record = _resolve(name, PRETRAINING_FILE, revision=revision)
+    zoo = (_read_json(record).get("zoos") or [{}])[0]
+    if zoo.get("task") != "lora":
+        raise ValueError(
+            f"{record}: not a low-rank (LoRA) compressor (its zoo task is {zoo.get('task')!r}); "
+            f"this needs one, e.g. the bundled {BUNDLED_GPT2!r}"
+        )
+    config = zoo.get("config") or {}
+    overrides = {k: v for k, v in zoo["task_overrides"].items() if k not in ("data", "device")}
+    overrides.update(base_weights=str(base_weights_path(name, revision)),
+                     batch_size=batch_size, fitness_batch_size=batch_size)  # fmt: skip
+    if part is not None:
+        parts = int(config.get("parts", 16))
+        if not 0 <= part < parts:
+            raise ValueError(f"--part {part}: the corpus has parts 0..{parts - 1}")
+        overrides["data"] = {"part": [part, parts], "part_val": "blocks"}
+    elif "data" in zoo["task_overrides"]:
+        overrides["data"] = zoo["task_overrides"]["data"]  # the base network's own text
+    return get_task("lora", device=device, **overrides), config
