@@ -54,6 +54,39 @@ LABEL = {
 }
 
 
+NOTES = [
+    "Same policy on both sides: obs -> 32 tanh -> 32 tanh -> act (EvoTorch's network string "
+    "`Linear(obs_length, 32) >> Tanh() >> Linear(32, 32) >> Tanh() >> Linear(32, act_length)`), "
+    "one flat parameter vector in the same order (with observation normalisation off, one genome "
+    "gives the same mean return in both libraries: the speed table's return column). Discrete "
+    "actions: argmax of the outputs in both. Continuous: ours squashes with tanh into the bounds, "
+    "EvoTorch clips the raw output to them.",
+    "How E episodes run: ours steps P x E environments at once (our batched torch "
+    "environments, `latent_evo.envs`); EvoTorch's VecGymNE steps P Gymnasium environments "
+    "through its own SyncVectorEnv (a Python loop over single environments) and plays the E "
+    "episodes of a member back to back.",
+    "Counting: alive environment steps (steps of environments still inside their episode); "
+    "ours from `EpisodicTask.counters()`, EvoTorch's from `interaction_count` / `episode_count`. "
+    "Held-out test episodes are never counted as training episodes, on either side.",
+    "Sample-efficiency settings: ours with our strategies' default hyper-parameters, direct "
+    "mode, `fitness_batch=step` (fresh episode seeds every generation, the incumbent re-scored "
+    "on them; those episodes are counted), observation normalisation on; EvoTorch with its "
+    "CartPole recommendation (PGPE + ClipUp, max_speed 0.15, centre lr 0.1125, radius 2.25, "
+    "stdev lr 0.1, stdev change <= 20 %, centred ranks, symmetric; its functional-API CartPole "
+    "example) and SNES with EvoTorch's defaults and the same radius; observation normalisation "
+    "on. Threshold check every generation: the centre and the best solution seen, each on the "
+    "same 100 held-out seeds (ours in our torch environments, EvoTorch's own `to_policy` in "
+    "Gymnasium's; both follow Gymnasium's seeding).",
+    "PPO: Stable-Baselines3 MlpPolicy (64-64 tanh, separate value net), rl-zoo's tuned "
+    "hyper-parameters, its own vectorised Gymnasium environments; a gradient reference at "
+    "our budget, not a like-for-like policy.",
+    "Machine: a 2-core CPU shared with two other engineers' builds and tests during the runs "
+    "(1-min load averages are in the tables and rl.json); one torch thread, one benchmark "
+    "process at a time, EvoTorch in-process (no ray actor). Absolute numbers are depressed and "
+    "noisy under that load; the ratios come from interleaved runs in the same process.",
+]
+
+
 def _load() -> float:
     return os.getloadavg()[0]
 
@@ -123,21 +156,31 @@ def _ours_rollout(task: Any, genomes: torch.Tensor, r: int) -> tuple[float, floa
 def _side_by_side(
     env_id: str, genomes: torch.Tensor, episodes: int, norm: bool, repeats: int
 ) -> dict[str, Any]:
-    from latent_evo.benchmarks.rl_peers import evotorch_rollout, vecgymne
+    """Ours vs EvoTorch's VecGymNE (and, where Gymnasium has a numpy vector env, VecGymNE on
+    it), interleaved, on the same genomes."""
+    from latent_evo.benchmarks.rl_peers import evotorch_rollout, gym_numpy_vector_env, vecgymne
     from latent_evo.tasks.episodic import EpisodicTask
 
+    numpy_vec = gym_numpy_vector_env(env_id) is not None
     task = EpisodicTask(env_id, episodes=episodes, obs_norm=norm, hidden=HIDDEN, seed=0)
     problem = vecgymne(env_id, HIDDEN, episodes, obs_norm=norm)
+    fast = vecgymne(env_id, HIDDEN, episodes, norm, numpy_vec=True) if numpy_vec else None
     ours_sps, peer_sps, pair, ours_ret, peer_ret = [], [], [], [], []
+    fast_sps: list[float] = []
 
     def peer() -> float:
         dt, steps, ret = evotorch_rollout(problem, genomes)
         peer_ret.append(ret)
+        if fast is not None:  # EvoTorch on Gymnasium's numpy vector env, right after
+            dt2, steps2, _ = evotorch_rollout(fast, genomes)
+            fast_sps.append(steps2 / dt2)
         return steps / dt
 
     # warm-up (allocator, vmap, env construction); EvoTorch's on all-zero policies (one action
     # always: short episodes), so that a solved population costs no extra full rollout
     _ours_rollout(task, genomes, 10_000), evotorch_rollout(problem, torch.zeros_like(genomes))
+    if fast is not None:
+        evotorch_rollout(fast, torch.zeros_like(genomes))
     for r in range(repeats):
         if r % 2 == 0:  # alternate who goes first
             (a, ret), b = _ours_rollout(task, genomes, r), peer()
@@ -162,6 +205,10 @@ def _side_by_side(
         "ours_steps_per_s": _median(ours_sps), "evotorch_steps_per_s": _median(peer_sps),
         "ratio_of_medians": _median(ours_sps) / _median(peer_sps),
         "median_pair_ratio": _median(pair), "ours_all": ours_sps, "evotorch_all": peer_sps,
+        # EvoTorch on Gymnasium's numpy CartPoleVectorEnv (its next-step autoreset adds one
+        # counted step per episode: in its favour)
+        "evotorch_numpy_vec_steps_per_s": _median(fast_sps) if fast_sps else None,
+        "ratio_vs_numpy_vec": _median(ours_sps) / _median(fast_sps) if fast_sps else None,
         "ours_mean_return": _median(ours_ret), "evotorch_mean_return": _median(peer_ret),
         "forward_share": acc["forward"] / total, "env_step_share": acc["env_step"] / total,
         "us_per_step": 1e6 * per_step, "us_forward_per_step": 1e6 * acc["forward"] / acc["calls"],
@@ -395,8 +442,9 @@ def report(res: dict[str, Any], out: Path) -> None:
                   f"repeats (load {sp['load_start']:.1f} -> {sp['load_end']:.1f}). Forward share: "
                   "our rollout's time inside the vmapped policy call (target <= 25 %).", "",
                   "| population | obs. norm | ours steps/s | EvoTorch steps/s | ratio (target >= 1.5) "
-                  "| median pair ratio | mean return ours / EvoTorch | forward share | env step share |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                  "| median pair ratio | mean return ours / EvoTorch | forward share | env step share "
+                  "| EvoTorch on Gymnasium's numpy vector env: steps/s (ours / it) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for pname, row in sp["populations"].items():
             for key, r in row.items():
                 lines.append(
@@ -404,7 +452,12 @@ def report(res: dict[str, Any], out: Path) -> None:
                     f"{_fmt(r['ours_steps_per_s'])} | {_fmt(r['evotorch_steps_per_s'])} | "
                     f"**{r['ratio_of_medians']:.2f}x** | {r['median_pair_ratio']:.2f}x | "
                     f"{r['ours_mean_return']:.1f} / {r['evotorch_mean_return']:.1f} | "
-                    f"{100 * r['forward_share']:.0f} % | {100 * r['env_step_share']:.0f} % |"
+                    f"{100 * r['forward_share']:.0f} % | {100 * r['env_step_share']:.0f} % | "
+                    + (
+                        f"{_fmt(r['evotorch_numpy_vec_steps_per_s'])} ({r['ratio_vs_numpy_vec']:.2f}x) |"
+                        if r.get("ratio_vs_numpy_vec")
+                        else "— |"
+                    )  # fmt: skip
                 )
         lines += ["", "Where our rollout's time goes, per environment step of the whole batch "
                   "(instrumented runs), and the same MLP forward written as a chain of "
@@ -458,6 +511,7 @@ def report(res: dict[str, Any], out: Path) -> None:
                 f"| {seed} | {r['test_return']:.1f} | {r['env_steps']:,} | {r['seconds']:.0f} |"
             )
         lines += [f"| median | {_median(rets):.1f} | | |", ""]
+    lines += ["## Notes", "", *[f"- {n}" for n in NOTES], ""]
     (out / "rl.md").write_text("\n".join(lines) + "\n")
 
 
@@ -471,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--envs", default="CartPole-v1")
     p.add_argument("--speed-envs", default="CartPole-v1,Pendulum-v1")
-    p.add_argument("--sections", default="speed,efficiency,ppo")
+    p.add_argument("--sections", default="speed,efficiency,ppo", help="or render: from rl.json")
     p.add_argument("--speed-popsize", type=int, default=256)
     p.add_argument("--speed-episodes", type=int, default=4)
     p.add_argument("--repeats", type=int, default=5)
@@ -480,6 +534,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--episodes", type=int, default=1, help="episodes per member (efficiency)")
     p.add_argument("--max-generations", type=int, default=200)
     p.add_argument("--time-cap", type=float, default=300.0, help="seconds per efficiency run")
+    p.add_argument("--ppo-seeds", default=None, help="default: --seeds")
     p.add_argument("--merge", action="store_true", help="keep the other sections of rl.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -488,8 +543,14 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "rl.json"
     res: dict[str, Any] = {}
-    if args.merge and path.is_file():
+    if (args.merge or "render" in sections) and path.is_file():
         res = json.loads(path.read_text())
+    if "render" in sections:  # tables and plots again from rl.json, nothing run
+        res["provenance"]["rendered_by"] = f"python -m latent_evo.benchmarks.rl {' '.join(argv)}"
+        for env_id, eff in res.get("efficiency", {}).items():
+            plot(eff, args.out / f"rl_{env_id.split('-')[0].lower()}.png")
+        report(res, args.out)
+        return
     prov = provenance(argv, "python -m latent_evo.benchmarks.rl")
     earlier = res.get("runs_provenance", [])
     if earlier:
@@ -514,7 +575,8 @@ def main(argv: list[str] | None = None) -> None:
             save()
         if "ppo" in sections and env_id in res.get("efficiency", {}):
             res.setdefault("ppo", {})[env_id] = pp = {}
-            ppo(env_id, seeds, res["efficiency"][env_id], save, pp)
+            ppo_seeds = [int(x) for x in args.ppo_seeds.split(",")] if args.ppo_seeds else seeds
+            ppo(env_id, ppo_seeds, res["efficiency"][env_id], save, pp)
             save()
         if env_id in res.get("efficiency", {}):
             plot(res["efficiency"][env_id], args.out / f"rl_{env_id.split('-')[0].lower()}.png")

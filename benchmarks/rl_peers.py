@@ -58,11 +58,32 @@ def evotorch_net(hidden: tuple[int, ...]) -> str:
     return " >> Tanh() >> ".join(layers)
 
 
-def vecgymne(env_id: str, hidden: tuple[int, ...], episodes: int, obs_norm: bool) -> Any:
+def gym_numpy_vector_env(env_id: str) -> Callable[..., Any] | None:
+    """A factory of Gymnasium's own numpy-vectorised environment (`CartPoleVectorEnv`: one
+    array op per step for all environments), for VecGymNE's callable `env`; None where
+    Gymnasium has none (Pendulum, Acrobot)."""
+    import gymnasium as gym
+
+    if gym.spec(env_id).vector_entry_point is None:
+        return None
+
+    def make(num_envs: int, **_: Any) -> Any:
+        return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+
+    make.__name__ = f"{env_id} (Gymnasium numpy vector env)"
+    return make
+
+
+def vecgymne(
+    env_id: str, hidden: tuple[int, ...], episodes: int, obs_norm: bool, numpy_vec: bool = False
+) -> Any:
+    """EvoTorch's VecGymNE of our policy; `numpy_vec`: on Gymnasium's numpy-vectorised env
+    instead of EvoTorch's default (its SyncVectorEnv over single Gymnasium envs)."""
     from evotorch.neuroevolution import VecGymNE
 
+    env = gym_numpy_vector_env(env_id) if numpy_vec else env_id
     return VecGymNE(
-        env_id, evotorch_net(hidden), num_episodes=episodes,
+        env, evotorch_net(hidden), num_episodes=episodes,
         observation_normalization=obs_norm, num_actors=None,
     )  # fmt: skip
 
