@@ -2,8 +2,8 @@
 
 Why one batched rollout: a population of P policies x E episodes is B = P * E environments,
 stepped as ONE batch (`latent_evo.envs.make_env`), with ONE vmapped `functional_call` of the
-policy per step over the P members. Cost per step is then a few tensor ops whatever P is; a
-per-member loop would pay Python and environment overhead P times.
+policy per step over the P members (`rollout.batched_rollout`). Cost per step is then a few
+tensor ops whatever P is; a per-member loop would pay Python and environment overhead P times.
 
     task = EpisodicTask("gym:CartPole-v1", episodes=4)          # or get_task("gym:CartPole-v1")
     f = task.fitness_genomes(genomes, task.batch(generation))    # (P, n) -> (P,), lower is better
@@ -39,14 +39,18 @@ from torch.func import functional_call, vmap
 
 from latent_evo.genome import GenomeSpec
 from latent_evo.tasks.obsnorm import RunningObsNorm
+from latent_evo.tasks.rollout import (
+    NonFiniteEnvError,
+    all_reduce_work,
+    batched_rollout,
+    distributed,
+)
+
+__all__ = ["EpisodicTask", "NonFiniteEnvError", "gym_task"]
 
 TRAIN_SEED_LIMIT = 2**30  # training episodes use seeds in [0, 2^30) ...
 TEST_SEED_BASE = 2**30  # ... held-out test episodes start here: the two never meet
 _ACTIONS = ("argmax", "sample")
-
-
-class NonFiniteEnvError(RuntimeError):
-    """An environment returned a NaN / inf observation or reward."""
 
 
 class EpisodicTask:
@@ -215,74 +219,20 @@ class EpisodicTask:
                 f"{what} per observation"
             )
 
-    def _nonfinite(self, obs: Tensor, reward: Tensor, alive: Tensor, t: int, seeds: Tensor) -> None:
-        """Raise naming the environment, the step (0: the reset), the quantity and the seed."""
-        bad_obs = alive & ~torch.isfinite(obs).all(-1)
-        bad = bad_obs | (alive & ~torch.isfinite(reward))
-        i = int(bad.nonzero()[0, 0])
-        what = "observation" if bool(bad_obs[i]) else "reward"
-        when = "at reset" if t == 0 else f"at step {t}"
-        raise NonFiniteEnvError(
-            f"environment {self.env_id!r} returned a non-finite {what} {when} of the episode "
-            f"with seed {int(seeds[i])} (environment {i} of {len(seeds)}); nothing was scored"
-        )
-
     # ------------------------------------------------------------------ rollout
     def rollout(
         self, genomes: Tensor, seeds: Tensor, sums: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """`(P, n)` genomes x `(E,)` seeds -> returns and lengths, each `(P, E)`; member p plays
         every seed. `sums` (`RunningObsNorm.new_sums()`): accumulates the observations seen."""
-        P, E = genomes.shape[0], seeds.numel()
-        B = P * E
-        env = self._env(B)
+        P = genomes.shape[0]
+        env = self._env(P * seeds.numel())
         self._variant(env, P)
         params = self.spec.unflatten(genomes.to(self.device))  # {name: (P, *shape)}
-        seeds_b = seeds.reshape(1, E).expand(P, E).reshape(B)  # member-major: b = p * E + e
-        norm = self.obs_norm
-        frozen = norm.frozen() if norm is not None else None
-        noise = self._sampler(seeds) if self.action == "sample" else None
-        obs = env.reset(seeds_b).to(self.device)  # (B, obs_dim)
-        alive = torch.ones(B, dtype=torch.bool, device=self.device)
-        returns = torch.zeros(B, dtype=torch.float64, device=self.device)
-        lengths = torch.zeros(B, dtype=torch.int64, device=self.device)
-        if not bool(torch.isfinite(obs).all()):  # NaN would poison the shared statistics
-            self._nonfinite(obs, returns, alive, 0, seeds_b)
-        for t in range(self.horizon):
-            if norm is not None:
-                if sums is not None:
-                    norm.accumulate(sums, obs, alive)
-                x = norm.apply(obs, frozen)
-            else:
-                x = obs
-            out = self._forward(params, x.reshape(P, E, self.obs_dim))  # (P, E, out_dim)
-            actions = self._actions(out, noise)  # (P, E) or (P, E, act_dim)
-            actions = actions.reshape(B) if self.discrete else actions.reshape(B, self.out_dim)
-            obs, reward, terminated, truncated = env.step(actions)
-            obs, reward = obs.to(self.device), reward.to(self.device)
-            if bool((alive & ~(torch.isfinite(reward) & torch.isfinite(obs).all(-1))).any()):
-                self._nonfinite(obs, reward, alive, t + 1, seeds_b)
-            returns += torch.where(alive, reward.double(), 0.0)
-            lengths += alive
-            alive = alive & ~(terminated.to(self.device) | truncated.to(self.device))
-            if not bool(alive.any()):
-                break
-        return returns.reshape(P, E), lengths.reshape(P, E)  # (P, E) each
-
-    def _sampler(self, seeds: Tensor) -> torch.Generator:
-        """Gumbel noise for sampled actions, a pure function of the episode seeds and shared by
-        all members (common random numbers for the action noise too)."""
-        mix = int((seeds.to(torch.int64) * (torch.arange(seeds.numel()) * 2 + 1_000_003)).sum())
-        return torch.Generator(device=self.device).manual_seed(mix % 2**62)
-
-    def _actions(self, out: Tensor, noise: torch.Generator | None) -> Tensor:
-        """`(P, E, out_dim)` policy outputs -> actions `(P, E)` int64 or `(P, E, act_dim)`."""
-        if not self.discrete:
-            return out
-        if noise is not None:
-            u = torch.rand(out.shape[1:], generator=noise, device=self.device)  # (E, out_dim)
-            out = out - torch.log(-torch.log(u.clamp_min(1e-20)))  # Gumbel-max, same per member
-        return out.argmax(-1)  # indices 0..n-1: the environment adds a space's `start`
+        return batched_rollout(
+            env, self._forward, params, seeds, self.horizon, self.discrete, self.obs_norm, sums,
+            sample=self.action == "sample", env_id=self.env_id,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ the Task protocol
     def to(self, device: str | torch.device) -> EpisodicTask:
@@ -321,8 +271,8 @@ class EpisodicTask:
         with torch.no_grad():
             returns, lengths = self.rollout(genomes, seeds, sums)
         work = torch.tensor([returns.numel(), int(lengths.sum())], dtype=torch.float64)
-        if _distributed():  # every rank's observations and work (see the module docstring)
-            work, sums = _all_reduce(work, sums, self.device)
+        if distributed():  # every rank's observations and work (see the module docstring)
+            work, sums = all_reduce_work(work, sums, self.device)
         if norm is not None:
             norm.add_pending(sums)
         self._count["episodes"] += int(work[0])
@@ -381,21 +331,6 @@ class EpisodicTask:
                 k[len("obs_norm.") :]: v for k, v in tensors.items() if k.startswith("obs_norm.")
             }
             self.obs_norm.load_state_dict(norm)
-
-
-def _distributed() -> bool:
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _all_reduce(
-    work: Tensor, sums: Tensor | None, device: torch.device
-) -> tuple[Tensor, Tensor | None]:
-    """Sum `work (2,)` and the observation sums over the ranks in one collective (on the
-    task's device: NCCL reduces CUDA tensors only)."""
-    flat = work.to(device) if sums is None else torch.cat([work.to(sums.device), sums])
-    torch.distributed.all_reduce(flat)  # (2 [+ 1 + 2 * obs_dim],)
-    return flat[:2].cpu(), (None if sums is None else flat[2:])
 
 
 def env_label(env: Any) -> str:
