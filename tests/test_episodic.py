@@ -13,6 +13,7 @@ from torch import nn
 
 import latent_evo
 from latent_evo import LatentEvolution
+from latent_evo.evolution.plots import plot_history
 from latent_evo.models.policy import Policy
 from latent_evo.tasks import get_task
 from latent_evo.tasks.episodic import TEST_SEED_BASE, EpisodicTask, NonFiniteEnvError
@@ -205,6 +206,8 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
     for k, v in full.task.state_dict().items():
         assert torch.equal(resumed.task.state_dict()[k], v), k
     assert "episodes" in full.history[-1] and "env_steps" in full.history[-1]
+    png = plot_history(full.history, tmp_path / "plot.png")  # + return vs episodes / env steps
+    assert png.stat().st_size > 10_000
 
 
 # ------------------------------------------------------------------ equality with Gymnasium
