@@ -208,3 +208,13 @@ class ZooDataModule(L.LightningDataModule):
 def _spec_of(ds) -> GenomeSpec:
     spec = ds.spec
     return spec if isinstance(spec, GenomeSpec) else GenomeSpec.from_dict(spec)
+
+
+def check_compressor_spec(compressor, spec, zoo: str, source: str) -> None:
+    """A clear error when a compressor and a zoo describe different architectures."""
+    theirs = compressor.tokenizer.spec
+    if theirs != spec:
+        raise ZooMismatchError(
+            f"compressor {source!r} was trained for a different architecture than zoo {zoo!r}: "
+            f"{theirs.describe_mismatch(spec)}"
+        )

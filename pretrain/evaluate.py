@@ -104,7 +104,7 @@ def evaluate_compressor(
     `evaluation.json` and `retention.png` there. Returns a flat dict of numbers.
     """
     from latent_evo.pretrain.data import open_zoo, zoo_task
-    from latent_evo.pretrain.module import check_compressor_spec
+    from latent_evo.pretrain.data import check_compressor_spec
 
     ds = open_zoo(zoo, split) if isinstance(zoo, str | Path) else zoo
     zoo_name = str(getattr(ds, "root", zoo))

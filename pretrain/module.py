@@ -21,6 +21,7 @@ import torch
 
 from latent_evo.compressor import losses
 from latent_evo.pretrain.augment import PermutationAugment
+from latent_evo.pretrain.data import check_compressor_spec
 
 MODEL_TYPES = {
     "attention": "latent_evo.compressor.attention.Compressor",
@@ -317,15 +318,3 @@ class CompressorModule(L.LightningModule):
 def summary_line(r: dict[str, Any]) -> str:
     keys = ("recon_r2", "retention_mean", "acc_original_mean", "acc_recon_mean", "head_r2")
     return ", ".join(f"{k}={r[k]:.4f}" for k in keys if isinstance(r.get(k), float))
-
-
-def check_compressor_spec(compressor, spec, zoo: str, source: str) -> None:
-    """A clear error when a compressor and a zoo describe different architectures."""
-    from latent_evo.pretrain.data import ZooMismatchError
-
-    theirs = compressor.tokenizer.spec
-    if theirs != spec:
-        raise ZooMismatchError(
-            f"compressor {source!r} was trained for a different architecture than zoo {zoo!r}: "
-            f"{theirs.describe_mismatch(spec)}"
-        )

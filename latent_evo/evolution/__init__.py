@@ -12,7 +12,10 @@ portfolio.py     the default search: generations go to the space that lately imp
 surrogate.py     pre-screening offspring with the compressor's fitness head
 rebase.py        moving a latent search onto a genome (residual re-basing, re-centring)
 finetune.py      online fine-tuning of the compressor on evaluated genomes, re-encoding, warm-up
+incumbent.py     the best network known, and when a challenger replaces it
 sources.py       starting genomes from a network file or a zoo
+result.py        `EvolveResult`, and the device a run resolves to
+progress.py      the run's progress bar
 checkpoint.py    atomic safetensors + JSON checkpoints (a killed run resumes bit-identically)
 distributed.py   sharding a population over torch.distributed ranks
 plots.py         the run directory's fitness / accuracy plot and summary table

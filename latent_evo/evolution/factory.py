@@ -54,7 +54,7 @@ def make_strategy(
     hparams = dict(cfg.hparams)
     if cfg.name == "eggroll" and "shapes" not in hparams and space.shapes:
         hparams["shapes"] = space.shapes
-    probs = getattr(space, "mutation_probs", None)
+    probs = space.mutation_probs
     if cfg.name == "ga" and probs and "groups" not in hparams:
         hparams["groups"], hparams["group_mutation_prob"] = list(space.groups), list(probs)
     return get_strategy(

@@ -34,6 +34,8 @@ from torch import Tensor, nn
 
 from latent_evo.evolution.config import GeneratorConfig
 from latent_evo.evolution.spaces import SearchSpace
+from latent_evo.genome import GenomeSpec
+from latent_evo.tasks.protocol import Task
 
 # activation -> gain of the Kaiming-style init (keeps the hidden activations O(1))
 _ACTIVATIONS = {
@@ -166,9 +168,10 @@ class CoordinateGenerator(nn.Module):
         self.dim = sum(math.prod(s) for _, s in layout)
 
     @classmethod
-    def from_task(cls, task: Any, cfg: GeneratorConfig | None = None) -> CoordinateGenerator:
+    def from_task(cls, task: Task, cfg: GeneratorConfig | None = None) -> CoordinateGenerator:
         """Scales and buffer values from the task's template network (its default init)."""
-        return cls(task.spec, cfg, task.genome().detach().cpu()).to(task.device)
+        reference = task.spec.flatten(task.model.state_dict())  # (n,) the template's weights
+        return cls(task.spec, cfg, reference.detach().cpu()).to(task.device)
 
     def unpack(self, theta: Tensor) -> dict[str, Tensor]:
         """`(P, d)` -> `{name: (P, *shape)}` views of theta's layout."""
@@ -276,10 +279,10 @@ class GeneratorSpace(SearchSpace):
                  reference: Tensor | None = None):  # fmt: skip
         """`task_or_spec`: a Task (scales and buffers from its template network) or a
         GenomeSpec (with an optional `reference` genome, else PyTorch-default scales)."""
-        if hasattr(task_or_spec, "spec") and hasattr(task_or_spec, "genome"):
-            self.generator = CoordinateGenerator.from_task(task_or_spec, cfg)
-        else:
+        if isinstance(task_or_spec, GenomeSpec):
             self.generator = CoordinateGenerator(task_or_spec, cfg, reference)
+        else:
+            self.generator = CoordinateGenerator.from_task(task_or_spec, cfg)
         self.cfg = self.generator.cfg
         self.dim = self.generator.dim
 

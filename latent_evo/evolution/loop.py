@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from latent_evo.evolution.config import EvolveConfig
 from latent_evo.evolution.distributed import is_main, shard_map
 from latent_evo.evolution.factory import SEED_STRATEGY, make_space, make_strategy
 from latent_evo.evolution.finetune import Archive, Warmup, finetune_and_reencode, fresh_compressor
+from latent_evo.evolution.incumbent import Incumbent
 from latent_evo.evolution.portfolio import Portfolio
 from latent_evo.evolution.progress import RunProgress
 from latent_evo.evolution.rebase import maybe_rebase
@@ -56,7 +56,6 @@ from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.evolution.surrogate import screen
 from latent_evo.evolution.switch import Switcher
 from latent_evo.strategies import PopulationStrategy, Strategy
-from latent_evo.strategies.shaping import sanitize_fitness
 from latent_evo.tasks.function import (
     NonFiniteFitnessError,
     checked_fitness,
@@ -154,8 +153,8 @@ class LatentEvolution:
         self.generation = 0
         self.evaluations = 0
         self.saved_evaluations = 0  # offspring the surrogate screened out
-        self.best_genome: Tensor | None = None
-        self.best_fitness = math.inf
+        batch_of = self.task.batch if self._fresh_batches else None
+        self.incumbent = Incumbent(self._evaluate_genomes, batch_of, seed_)
         self.history: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.initialized = False
@@ -182,6 +181,9 @@ class LatentEvolution:
         compressor.to(self.device).eval()
         return compressor
 
+    best_genome = property(lambda self: self.incumbent.genome, doc="`(n,)` the incumbent")
+    best_fitness = property(lambda self: self.incumbent.fitness, doc="the incumbent's fitness")
+
     @property
     def phase(self) -> str:
         """Which space searches now: "latent" or "direct" (`Switcher`), or a portfolio arm."""
@@ -196,15 +198,6 @@ class LatentEvolution:
     @property
     def _fresh_batches(self) -> bool:
         return self.cfg.fitness_batch == "step" and isinstance(self.task, MinibatchTask)
-
-    def _rescore_best(self) -> None:
-        """On fresh minibatches, the best so far is re-evaluated on this generation's batch (one
-        counted evaluation), so it is replaced only by a member that beats it on the same data:
-        across batches, the member that met the easiest batch would win, not the best network."""
-        if self._fresh_batches and self.best_genome is not None:
-            f = self._evaluate_genomes(self.best_genome[None], self._batch())
-            self.evaluations += 1
-            self.best_fitness = float(sanitize_fitness(f)[0])
 
     def _evaluate_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
         with torch.no_grad():
@@ -230,23 +223,7 @@ class LatentEvolution:
         return f, g
 
     def _record_best(self, f: Tensor, g: Tensor, confirm: bool = False) -> None:
-        f = sanitize_fitness(f)  # NaN and +-inf rank as the worst, never as the best
-        i = int(torch.argmin(f))
-        if float(f[i]) < self.best_fitness and (not confirm or self._confirmed(g[i])):
-            self.best_fitness = float(f[i])
-            self.best_genome = g[i].clone()
-
-    def _confirmed(self, challenger: Tensor) -> bool:
-        """On fresh minibatches a generation's best member, the luckiest of P on this batch,
-        replaces the best so far only if it also wins on a second, independent batch (two
-        counted evaluations); else a chain of lucky wins drifts to worse networks."""
-        if not self._fresh_batches or self.best_genome is None:
-            return True
-        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + 2**40 + self.generation)
-        pair = torch.stack([challenger, self.best_genome])
-        f = sanitize_fitness(self._evaluate_genomes(pair, self.task.batch(gen)))
-        self.evaluations += 2
-        return bool(f[0] < f[1])
+        self.evaluations += self.incumbent.offer(f, g, confirm, self.generation)
 
     # ------------------------------------------------------------------ initialisation
     def initialize(self) -> None:
@@ -326,7 +303,7 @@ class LatentEvolution:
         if event is not None:
             self.events.append(event)
         strat, space = self.switcher.active(self.strategy, self.space)
-        self._rescore_best()
+        self.evaluations += self.incumbent.rescore(self._batch())
         x = strat.ask()  # (P, d)
         record: dict[str, Any] = {}
         if self.cfg.surrogate.enabled and self.phase == "latent" and self.compressor is not None:
@@ -494,9 +471,10 @@ class LatentEvolution:
             self.compressor.eval()
         if isinstance(self.task, StatefulTask):
             self.task.load_state_dict(unprefixed("task", tensors))
-        self.best_genome = tensors["best_genome"].to(dev) if "best_genome" in tensors else None
+        self.incumbent.genome = tensors["best_genome"].to(dev) if "best_genome" in tensors else None
         self.generation, self.evaluations = meta["generation"], meta["evaluations"]
-        self.saved_evaluations, self.best_fitness = meta["saved_evaluations"], meta["best_fitness"]
+        self.saved_evaluations = meta["saved_evaluations"]
+        self.incumbent.fitness = meta["best_fitness"]
         self.initialized, self.history, self.events = (
             meta["initialized"], meta["history"], meta["events"]
         )  # fmt: skip

@@ -44,6 +44,10 @@ class SearchSpace:
     name = "base"
     dim: int
     shapes: list | None = None  # matrix / vector segments of a direct space, else None
+    # a space made of components (the code, decoder parameters): their sizes and a GA's
+    # per-component mutation probabilities, else None
+    groups: list[int] | None = None
+    mutation_probs: list[float] | None = None
 
     def to_genomes(self, x: Tensor) -> Tensor:
         """`(P, d)` candidates -> `(P, n)` genomes."""
