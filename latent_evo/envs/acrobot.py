@@ -27,13 +27,12 @@ from latent_evo.envs.base import TorchEnv, gymnasium_uniform
 GRAVITY = 9.8
 
 
-def wrap(x: Tensor, low: float, high: float) -> Tensor:
+def wrap(x: Tensor, low: Tensor, high: Tensor, period: Tensor, zero: Tensor) -> Tensor:
     """Gymnasium's `wrap` (subtract / add the period until inside) without a loop: k periods at
     once; for the usual k = 1 this is the same floating-point operation as Gymnasium's."""
-    period = high - low
-    above = torch.ceil((x - high) / period).clamp(min=0)
+    above = torch.maximum(torch.ceil((x - high) / period), zero)
     x = x - above * period
-    below = torch.ceil((low - x) / period).clamp(min=0)
+    below = torch.maximum(torch.ceil((low - x) / period), zero)
     return x + below * period
 
 
@@ -96,12 +95,14 @@ class Acrobot(TorchEnv):
             "m2_l1_lc2": m2 * l1 * lc2,
             "lever_g": (m1 * lc1 + m2 * l1) * g,
             "m2_lc2sq_i2": m2 * lc2**2 + p["LINK_MOI"],
+            "half_pi": self.scalars(math.pi / 2.0)[0],
         }
 
     @staticmethod
     def _dsdt(c: dict[str, Tensor], s: Tensor, torque: Tensor) -> Tensor:
         """Time derivative of the state `(B, 4)` under `torque (B,)`: Gymnasium's "book"
-        dynamics with its order of operations (`c` from `_constants`)."""
+        dynamics with its order of operations (`c` from `_constants`; x * x is what numpy's
+        x**2 computes)."""
         th1, th2, dth1, dth2 = s.unbind(1)  # each (B,)
         cos2, sin2 = torch.cos(th2), torch.sin(th2)
         inertia = c["inertia"]
@@ -109,36 +110,37 @@ class Acrobot(TorchEnv):
             c["m1_lc1sq"] + c["m2"] * (c["l1sq_lc2sq"] + c["two_l1_lc2"] * cos2) + inertia + inertia
         )
         d2 = c["m2"] * (c["lc2sq"] + c["l1_lc2"] * cos2) + inertia
-        phi2 = c["m2_lc2_g"] * torch.cos(th1 + th2 - math.pi / 2.0)
+        phi2 = c["m2_lc2_g"] * torch.cos(th1 + th2 - c["half_pi"])
         phi1 = (
-            c["neg_m2_l1_lc2"] * dth2**2 * sin2
+            c["neg_m2_l1_lc2"] * (dth2 * dth2) * sin2
             - c["two_m2_l1_lc2"] * dth2 * dth1 * sin2
-            + c["lever_g"] * torch.cos(th1 - math.pi / 2)
+            + c["lever_g"] * torch.cos(th1 - c["half_pi"])
             + phi2
         )
-        ddth2 = (torque + d2 / d1 * phi1 - c["m2_l1_lc2"] * dth1**2 * sin2 - phi2) / (
-            c["m2_lc2sq_i2"] - d2**2 / d1
+        ddth2 = (torque + d2 / d1 * phi1 - c["m2_l1_lc2"] * (dth1 * dth1) * sin2 - phi2) / (
+            c["m2_lc2sq_i2"] - (d2 * d2) / d1
         )
         ddth1 = -(d2 * ddth2 + phi1) / d1
         return torch.stack((dth1, dth2, ddth1, ddth2), dim=1)  # (B, 4)
 
     def _step_state(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         p = self.params
-        torque = (actions.reshape(-1) - 1).to(self.dtype)  # actions 0, 1, 2 -> -1, 0, +1
+        one, two, six, zero, pi, period = self.scalars(1.0, 2.0, 6.0, 0.0, math.pi, 2 * math.pi)
+        torque = actions.reshape(-1).to(self.dtype) - one  # actions 0, 1, 2 -> -1, 0, +1
         s, dt = self.state, p["dt"].unsqueeze(1)  # (B, 4), (B, 1)
-        half, c = dt / 2.0, self._constants()
+        half, c = dt / two, self._constants()
         k1 = self._dsdt(c, s, torque)
         k2 = self._dsdt(c, s + half * k1, torque)
         k3 = self._dsdt(c, s + half * k2, torque)
         k4 = self._dsdt(c, s + dt * k3, torque)
-        ns = s + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)  # (B, 4)
+        ns = s + dt / six * (k1 + two * k2 + two * k3 + k4)  # (B, 4)
 
-        th1 = wrap(ns[:, 0], -math.pi, math.pi)
-        th2 = wrap(ns[:, 1], -math.pi, math.pi)
-        dth1 = torch.minimum(torch.maximum(ns[:, 2], -p["MAX_VEL_1"]), p["MAX_VEL_1"])
-        dth2 = torch.minimum(torch.maximum(ns[:, 3], -p["MAX_VEL_2"]), p["MAX_VEL_2"])
-        self.state = torch.stack((th1, th2, dth1, dth2), dim=1)  # (B, 4)
+        angles = wrap(ns[:, :2], -pi, pi, period, zero)  # (B, 2)
+        max_vel = torch.stack((p["MAX_VEL_1"], p["MAX_VEL_2"]), dim=1)  # (B, 2)
+        speeds = torch.minimum(torch.maximum(ns[:, 2:], -max_vel), max_vel)  # (B, 2)
+        self.state = torch.cat((angles, speeds), dim=1)  # (B, 4)
 
-        terminated = -torch.cos(th1) - torch.cos(th2 + th1) > 1.0
-        reward = torch.where(terminated, 0.0, -1.0)
+        th1, th2 = angles.unbind(1)  # each (B,)
+        terminated = -torch.cos(th1) - torch.cos(th2 + th1) > one
+        reward = torch.where(terminated, zero, -one)
         return reward, terminated

@@ -153,6 +153,19 @@ class TorchEnv:
         self.state: Tensor | None = None
         self.elapsed_steps = 0
         self._spaces_cache: tuple[Any, Any] | None = None
+        self._scalar_cache: dict[tuple, tuple[Tensor, ...]] = {}
+
+    def scalars(self, *values: float, dtype: torch.dtype | None = None) -> tuple[Tensor, ...]:
+        """Python constants as 0-d tensors (state dtype unless `dtype`) on the device, cached.
+        On a CPU a tensor-tensor op skips the Python-scalar wrapping, about half the cost of a
+        small op, and computes the same values (torch evaluates a Python scalar in the tensor's
+        dtype too), so the step functions use these instead of literals."""
+        key = (values, dtype or self.dtype, self.device)
+        cached = self._scalar_cache.get(key)
+        if cached is None:
+            cached = tuple(torch.tensor(v, dtype=key[1], device=self.device) for v in values)
+            self._scalar_cache[key] = cached
+        return cached
 
     @classmethod
     def param_defaults(cls) -> dict[str, float]:

@@ -21,9 +21,9 @@ from torch import Tensor
 from latent_evo.envs.base import TorchEnv, gymnasium_uniform
 
 
-def angle_normalize(x: Tensor) -> Tensor:
+def angle_normalize(x: Tensor, pi: Tensor | float = math.pi, two_pi: Tensor | float = 2 * math.pi):
     """Into [-pi, pi), Python's/numpy's modulo (torch.remainder has the same sign rule)."""
-    return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
+    return torch.remainder(x + pi, two_pi) - pi
 
 
 class Pendulum(TorchEnv):
@@ -64,15 +64,18 @@ class Pendulum(TorchEnv):
 
     def _step_state(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         p = self.params
+        pi, two_pi, c_speed, two, three = self.scalars(math.pi, 2 * math.pi, 0.1, 2.0, 3.0)
+        (c_torque,) = self.scalars(0.001, dtype=torch.float32)
         th, thdot = self.state.unbind(1)  # each (B,)
         max_torque = p["max_torque"].float()
         u = actions.reshape(self.num_envs, -1)[:, 0].float()  # (B,) float32, as Gymnasium's Box
         u = torch.minimum(torch.maximum(u, -max_torque), max_torque)
 
-        u_cost = (0.001 * u.square()).to(self.dtype)  # float32 in Gymnasium too
-        costs = angle_normalize(th).square() + 0.1 * thdot.square() + u_cost
-        torque = ((3.0 / (p["m"] * p["l"].square())).float() * u).to(self.dtype)
-        gravity = 3 * p["g"] / (2 * p["l"]) * torch.sin(th)
+        # x * x is what numpy's x**2 computes; the u terms in float32, as in Gymnasium
+        u_cost = (c_torque * (u * u)).to(self.dtype)
+        costs = angle_normalize(th, pi, two_pi).square() + c_speed * (thdot * thdot) + u_cost
+        torque = ((three / (p["m"] * (p["l"] * p["l"]))).float() * u).to(self.dtype)
+        gravity = three * p["g"] / (two * p["l"]) * torch.sin(th)
         new_thdot = thdot + (gravity + torque) * p["dt"]
         new_thdot = torch.minimum(torch.maximum(new_thdot, -p["max_speed"]), p["max_speed"])
         new_th = th + new_thdot * p["dt"]
