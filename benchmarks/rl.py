@@ -287,6 +287,7 @@ def speed(
 def run_ours(
     strategy: str, env_id: str, popsize: int, episodes: int, seed: int, threshold: float,
     max_generations: int, time_cap: float, test_episodes: int = 100, progress: Any = None,
+    check_every: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     from latent_evo import evolve
     from latent_evo.tasks.episodic import EpisodicTask
@@ -294,10 +295,13 @@ def run_ours(
     task = EpisodicTask(env_id, episodes=episodes, hidden=HIDDEN, seed=seed,
                         test_episodes=test_episodes)  # fmt: skip
     curve: list[dict[str, Any]] = []
-    state: dict[str, Any] = {"reached": None}
     t0 = time.perf_counter()
 
     def cb(run: Any, rec: dict) -> None:
+        if rec["generation"] % check_every:
+            if time.perf_counter() - t0 > time_cap:
+                run.request_stop()
+            return
         mu = run.space.to_genomes(run.strategy.mu.reshape(1, -1))[0]
         r = {
             "generation": rec["generation"], "episodes": int(rec["episodes"]),
@@ -307,20 +311,24 @@ def run_ours(
         curve.append(r)
         if progress is not None:
             progress(r)
-        if max(r["test_centre"], r["test_best"]) >= threshold:
-            state["reached"] = r
-            run.request_stop()
-        elif r["seconds"] > time_cap:
+        if r["test_centre"] >= threshold or r["seconds"] > time_cap:
             run.request_stop()
 
     evolve(task=task, mode="direct", strategy=strategy, popsize=popsize,
-           generations=max_generations, seed=seed, eval_every=1, callbacks=[cb],
+           generations=max_generations, seed=seed, eval_every=check_every, callbacks=[cb],
            fitness_batch="step", device="cpu")  # fmt: skip
-    return {"curve": curve, "reached": state["reached"], "seconds": time.perf_counter() - t0}
+    return {"curve": curve, "seconds": time.perf_counter() - t0}
 
 
-def _first(curve: list[dict], level: float) -> dict | None:
-    return next((r for r in curve if max(r["test_centre"], r["test_best"]) >= level), None)
+def _first(curve: list[dict], level: float, centre: bool = False) -> dict | None:
+    """The first generation whose centre (or, by default, centre or best seen) scores `level`
+    on the held-out episodes."""
+    score = (
+        (lambda r: r["test_centre"])
+        if centre
+        else (lambda r: max(r["test_centre"], r["test_best"]))
+    )
+    return next((r for r in curve if score(r) >= level), None)
 
 
 def efficiency(
@@ -333,6 +341,7 @@ def efficiency(
     spec = ENVS[env_id]
     methods = [f"ours:{s}" for s in OURS] + [f"evotorch:{s}" for s in PEERS]
     out.update({"env": env_id, "popsize": args.popsize, "episodes": args.episodes,
+                "check_every": args.check_every, "time_cap": args.time_cap,
                 "threshold": spec["threshold"], "also": spec["also"], "runs": {}})  # fmt: skip
     bar = tqdm(total=len(seeds) * len(methods), desc=f"{env_id} runs", file=sys.stderr)
     for i, seed in enumerate(seeds):
@@ -347,12 +356,14 @@ def efficiency(
 
             kw = dict(env_id=env_id, popsize=args.popsize, episodes=args.episodes, seed=seed,
                       threshold=spec["threshold"], max_generations=args.max_generations,
-                      time_cap=args.time_cap, progress=show)  # fmt: skip
+                      time_cap=args.time_cap, progress=show, check_every=args.check_every)  # fmt: skip
             if lib == "ours":
                 res = run_ours(algo, **kw)
             else:
                 res = run_evotorch(algo, hidden=HIDDEN, discrete=spec["discrete"], **kw)
             res["load"] = [load0, _load()]
+            res["reached"] = _first(res["curve"], spec["threshold"])
+            res["centre_reached"] = _first(res["curve"], spec["threshold"], centre=True)
             res["also_reached"] = _first(res["curve"], spec["also"])
             out["runs"].setdefault(m, {})[str(seed)] = res
             bar.update(1)
@@ -361,29 +372,40 @@ def efficiency(
     return out
 
 
+CRITERIA = {
+    "reached": "centre or best seen",
+    "centre_reached": "centre",
+}
+
+
 def ppo(env_id: str, seeds: list[int], eff: dict, save: Any, out: dict) -> dict[str, Any]:
+    """PPO at the environment steps of our best method's median run to the threshold, under
+    each criterion (centre or best seen; centre)."""
     from latent_evo.benchmarks.rl_peers import run_ppo
 
-    best, budget = _best_ours(eff)
-    out.update({"env": env_id, "budget_from": best, "env_steps": budget, "runs": {}})
-    if budget is None:
-        out["note"] = "no method of ours reached the threshold: no budget to give PPO"
-        return out
-    for seed in seeds:
-        load0 = _load()
-        out["runs"][str(seed)] = {**run_ppo(env_id, budget, seed), "load": [load0, _load()]}
-        print(
-            f"[ppo] {env_id} seed {seed}: {out['runs'][str(seed)]['test_return']:.1f}", flush=True
-        )
-        save()
+    out.update({"env": env_id, "budgets": {}})
+    for key in CRITERIA:
+        best, budget = _best_ours(eff, key)
+        entry = {"budget_from": best, "env_steps": budget, "runs": {}}
+        out["budgets"][key] = entry
+        if budget is None:
+            entry["note"] = "no method of ours reached the threshold: no budget to give PPO"
+            continue
+        for seed in seeds:
+            load0 = _load()
+            r = {**run_ppo(env_id, budget, seed), "load": [load0, _load()]}
+            entry["runs"][str(seed)] = r
+            print(f"[ppo] {env_id} {key} {budget} steps, seed {seed}: {r['test_return']:.1f}",
+                  flush=True)  # fmt: skip
+            save()
     return out
 
 
-def _summary(runs: dict[str, dict]) -> dict[str, Any]:
-    reached = [r["reached"] for r in runs.values() if r["reached"]]
+def _summary(runs: dict[str, dict], key: str = "reached") -> dict[str, Any]:
+    reached = [r[key] for r in runs.values() if r.get(key)]
     return {
         "solved": len(reached), "seeds": len(runs),
-        "episodes": [r["reached"]["episodes"] if r["reached"] else None for r in runs.values()],
+        "episodes": [r[key]["episodes"] if r.get(key) else None for r in runs.values()],
         "median_episodes": _median([r["episodes"] for r in reached]),
         "median_env_steps": _median([r["env_steps"] for r in reached]),
         "median_generations": _median([r["generation"] for r in reached]),
@@ -391,9 +413,9 @@ def _summary(runs: dict[str, dict]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _best_ours(eff: dict) -> tuple[str | None, int | None]:
+def _best_ours(eff: dict, key: str = "reached") -> tuple[str | None, int | None]:
     """Our method that solved most seeds, then with the fewest median episodes."""
-    cands = [(m, _summary(r)) for m, r in eff["runs"].items() if m.startswith("ours:")]
+    cands = [(m, _summary(r, key)) for m, r in eff["runs"].items() if m.startswith("ours:")]
     cands = [(m, s) for m, s in cands if s["solved"]]
     if not cands:
         return None, None
@@ -413,13 +435,16 @@ def plot(eff: dict, path: Path) -> None:
     for m, runs in eff["runs"].items():
         for k, res in enumerate(runs.values()):
             xs = [r["episodes"] for r in res["curve"]]
-            ys = [max(r["test_centre"], r["test_best"]) for r in res["curve"]]
-            ax.plot(xs, ys, color=colors.get(m, "k"), alpha=0.8, lw=1.2,
+            c = colors.get(m, "k")
+            ax.plot(xs, [r["test_centre"] for r in res["curve"]], color=c, alpha=0.8, lw=1.2,
                     label=LABEL.get(m, m) if k == 0 else None)  # fmt: skip
+            ax.plot(xs, [r["test_best"] for r in res["curve"]], color=c, alpha=0.5, lw=0.8, ls=":")
     ax.axhline(eff["threshold"], color="gray", ls="--", lw=0.8)
-    ax.set_xlabel("training episodes")
+    ax.set_xscale("log")
+    ax.set_xlabel("training episodes (log)")
     ax.set_ylabel(f"test return ({eff.get('test_episodes', 100)} held-out seeds)")
-    ax.set_title(f"{eff['env']}: P={eff['popsize']}, E={eff['episodes']}, one line per seed")
+    ax.set_title(f"{eff['env']}: P={eff['popsize']}, E={eff['episodes']}; one line per seed; "
+                 "solid: centre, dotted: best seen", fontsize=9)  # fmt: skip
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -477,40 +502,45 @@ def report(res: dict[str, Any], out: Path) -> None:
         thr = eff["threshold"]
         lines += [f"## Sample efficiency: {env_id} to test return {thr:g}", "",
                   f"P={eff['popsize']}, E={eff['episodes']} episodes per member; test = 100 "
-                  "held-out seeds, checked every generation on the centre and on the best "
+                  f"held-out seeds, checked every {eff.get('check_every', 1)} generation(s) on "
+                  "the centre and on the best "
                   "solution seen; training episodes counted as each library counts them "
                   "(ours includes re-scoring the incumbent on each generation's fresh seeds). "
                   f"Plot: `rl_{env_id.split('-')[0].lower()}.png`.", "",
-                  f"| method | solved | episodes to {thr:g} (median) | per seed | env steps (median) "
-                  f"| generations | wall s | episodes to {eff['also']:g} (median) |",
-                  "|---|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+                  f"| method | criterion | solved | episodes to {thr:g} (median) | per seed "
+                  f"| env steps (median) | generations | wall s | episodes to {eff['also']:g} "
+                  "(median) |", "|---|---|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
         for m, runs in eff["runs"].items():
-            s = _summary(runs)
-            also = _median([r["also_reached"]["episodes"] for r in runs.values()
-                            if r.get("also_reached")])  # fmt: skip
-            per = ", ".join(_fmt(e) for e in s["episodes"])
+            for key, crit in CRITERIA.items():
+                s = _summary(runs, key)
+                also = _median([r["also_reached"]["episodes"] for r in runs.values()
+                                if r.get("also_reached")]) if key == "reached" else None  # fmt: skip
+                per = ", ".join(_fmt(e) for e in s["episodes"])
+                lines.append(
+                    f"| {LABEL.get(m, m)} | {crit} | {s['solved']}/{s['seeds']} | "
+                    f"{_fmt(s['median_episodes'])} | {per} | {_fmt(s['median_env_steps'])} | "
+                    f"{_fmt(s['median_generations'])} | {_fmt(s['median_seconds'])} | {_fmt(also)} |"
+                )
+        lines += ["", "Wall seconds include the per-generation test evaluations (200 held-out "
+                  "episodes a generation on both sides).", ""]  # fmt: skip
+    for env_id, pp in res.get("ppo", {}).items():
+        lines += [f"## Gradient reference: SB3 PPO on {env_id}", "",
+                  "MlpPolicy (64-64 tanh) with rl-zoo's hyper-parameters, trained for as many "
+                  "environment steps as our best method's median run to the threshold (per "
+                  "criterion); its deterministic policy on the same 100 held-out seeds.", "",
+                  "| budget (criterion, from) | env steps | test return per seed | median |",
+                  "|---|---:|---|---:|"]  # fmt: skip
+        for key, entry in pp.get("budgets", {}).items():
+            if not entry["runs"]:
+                lines.append(f"| {CRITERIA[key]} | — | {entry.get('note', 'not run')} | — |")
+                continue
+            rets = [r["test_return"] for r in entry["runs"].values()]
+            per = ", ".join(f"{x:.1f}" for x in rets)
             lines.append(
-                f"| {LABEL.get(m, m)} | {s['solved']}/{s['seeds']} | {_fmt(s['median_episodes'])} | "
-                f"{per} | {_fmt(s['median_env_steps'])} | {_fmt(s['median_generations'])} | "
-                f"{_fmt(s['median_seconds'])} | {_fmt(also)} |"
+                f"| {CRITERIA[key]}, {LABEL.get(entry['budget_from'], entry['budget_from'])} | "
+                f"{entry['env_steps']:,} | {per} | {_median(rets):.1f} |"
             )
         lines.append("")
-    for env_id, pp in res.get("ppo", {}).items():
-        lines += [f"## Gradient reference: SB3 PPO on {env_id}", ""]
-        if not pp["runs"]:
-            lines += [pp.get("note", "not run"), ""]
-            continue
-        rets = [r["test_return"] for r in pp["runs"].values()]
-        lines += [f"Budget: {pp['env_steps']:,} environment steps (the median run of "
-                  f"{LABEL.get(pp['budget_from'], pp['budget_from'])} to the threshold); "
-                  "MlpPolicy (64-64 tanh) with rl-zoo's hyper-parameters; deterministic policy "
-                  "on the same 100 held-out seeds.", "",
-                  "| seed | test return | env steps | wall s |", "|---|---:|---:|---:|"]  # fmt: skip
-        for seed, r in pp["runs"].items():
-            lines.append(
-                f"| {seed} | {r['test_return']:.1f} | {r['env_steps']:,} | {r['seconds']:.0f} |"
-            )
-        lines += [f"| median | {_median(rets):.1f} | | |", ""]
     lines += ["## Notes", "", *[f"- {n}" for n in NOTES], ""]
     (out / "rl.md").write_text("\n".join(lines) + "\n")
 
@@ -535,6 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-generations", type=int, default=200)
     p.add_argument("--time-cap", type=float, default=300.0, help="seconds per efficiency run")
     p.add_argument("--ppo-seeds", default=None, help="default: --seeds")
+    p.add_argument("--check-every", type=int, default=1, help="generations between test checks")
     p.add_argument("--merge", action="store_true", help="keep the other sections of rl.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
