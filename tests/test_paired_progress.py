@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from latent_evo.evolution.config import PortfolioConfig, SwitchConfig
+from latent_evo.evolution.factory import RunContext
 from latent_evo.evolution.portfolio import Portfolio
 from latent_evo.evolution.switch import Switcher
 from latent_evo.tasks import get_task
@@ -18,7 +19,7 @@ CPU = torch.device("cpu")
 
 def _switcher(paired: bool) -> Switcher:
     cfg = SwitchConfig(enabled=True, window=3, tol=0.01)
-    return Switcher(cfg, "latent", None, SPEC, CPU, 0, paired)
+    return Switcher(cfg, "latent", None, RunContext(SPEC, CPU, 0, paired))
 
 
 def test_paired_switch_rule_sees_a_stall_that_easier_batches_hide():
@@ -51,8 +52,8 @@ def test_paired_and_unpaired_rules_agree_on_a_fixed_batch():
 
 
 def test_paired_portfolio_credit_is_measured_on_the_same_batch():
-    paired = Portfolio(PortfolioConfig(enabled=True), SPEC, CPU, 0, paired=True)
-    plain = Portfolio(PortfolioConfig(enabled=True), SPEC, CPU, 0)
+    paired = Portfolio(PortfolioConfig(enabled=True), RunContext(SPEC, CPU, 0, paired=True))
+    plain = Portfolio(PortfolioConfig(enabled=True), RunContext(SPEC, CPU, 0))
     for pf in (paired, plain):
         pf.observe(2.0, torch.tensor([1.0, 3.0]), 1.0)  # an easy first batch: own best 1.0
         # a hard batch: the run's best scores 3.0 there, a member 2.5 -- real progress

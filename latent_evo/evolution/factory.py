@@ -7,6 +7,7 @@ matrix shapes, a GA's per-component mutation probabilities).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,11 +21,25 @@ from latent_evo.evolution.spaces import (
     SearchSpace,
     tensor_shapes,
 )
+from latent_evo.genome import GenomeSpec
 from latent_evo.strategies import Strategy, get_strategy
 
 # Offsets of the seeds of the run's independent random streams (strategy / switch / warm-up):
 # each strategy draws from its own generator, so adding a part never shifts another's draws.
 SEED_STRATEGY, SEED_DIRECT, SEED_WARMUP = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every part of a run shares (the switcher, the portfolio, the warm-up), handed over
+    once: the genome layout, the device, the run's seed (each part offsets it for its own
+    stream), and whether fitness comes from fresh minibatches (progress then judged on gains
+    paired on one batch)."""
+
+    spec: GenomeSpec
+    device: torch.device
+    seed: int
+    paired: bool = False
 
 
 def make_space(cfg: Any, task: Any, compressor: Any) -> SearchSpace:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from latent_evo.evolution.checkpoint import prefixed, unprefixed
 from latent_evo.evolution.config import FinetuneConfig, WarmupConfig
-from latent_evo.evolution.factory import SEED_WARMUP, make_strategy
+from latent_evo.evolution.factory import SEED_WARMUP, RunContext, make_strategy
 from latent_evo.evolution.spaces import DirectSpace, Evaluate, ResidualSpace, SearchSpace
 from latent_evo.strategies import PopulationStrategy, Strategy
 from latent_evo.tasks.protocol import MinibatchTask
@@ -248,11 +248,11 @@ class Warmup:
     search and feeds the archive (its evaluations are real, so it may find the best genome)
     until a fine-tune round fits the archive to `threshold`."""
 
-    def __init__(self, cfg: WarmupConfig, numel: int, device: torch.device, seed: int):
+    def __init__(self, cfg: WarmupConfig, ctx: RunContext):
         self.cfg = cfg
-        self.device = device
-        self.seed = seed + SEED_WARMUP
-        self.space = DirectSpace(numel)
+        self.device = ctx.device
+        self.seed = ctx.seed + SEED_WARMUP
+        self.space = DirectSpace(ctx.spec.numel)
         self.strategy: Strategy | None = None  # created at its first generation, at the best
         self.active = True
 

@@ -44,7 +44,7 @@ from latent_evo.evolution.checkpoint import (
 )
 from latent_evo.evolution.config import EvolveConfig
 from latent_evo.evolution.distributed import is_main, shard_map
-from latent_evo.evolution.factory import SEED_STRATEGY, make_space, make_strategy
+from latent_evo.evolution.factory import SEED_STRATEGY, RunContext, make_space, make_strategy
 from latent_evo.evolution.finetune import Archive, Warmup, finetune_and_reencode, fresh_compressor
 from latent_evo.evolution.incumbent import Incumbent
 from latent_evo.evolution.portfolio import Portfolio
@@ -121,11 +121,11 @@ class LatentEvolution:
         seed_ = cfg.seed
         # the phase, and the direct phase's own strategy and space after a switch -- or, with a
         # portfolio, the arm of each generation; fresh minibatches: judged on paired gains
-        spec, fresh = self.task.spec, self._fresh_batches
+        self.ctx = RunContext(self.task.spec, self.device, seed_, self._fresh_batches)
         self.switcher: Switcher | Portfolio = (
-            Portfolio(cfg.portfolio, spec, self.device, seed_, fresh)
+            Portfolio(cfg.portfolio, self.ctx)
             if cfg.portfolio.enabled
-            else Switcher(cfg.switch, cfg.mode, cfg.generations, spec, self.device, seed_, fresh)
+            else Switcher(cfg.switch, cfg.mode, cfg.generations, self.ctx)
         )
         if isinstance(strategy, Strategy):
             if strategy.dim != self.space.dim:
@@ -146,9 +146,7 @@ class LatentEvolution:
             else None
         )
         self.warmup = (
-            Warmup(ft.warmup, self.n, self.device, seed_)
-            if self.archive is not None and ft.warmup.enabled
-            else None
+            Warmup(ft.warmup, self.ctx) if self.archive is not None and ft.warmup.enabled else None
         )
         self.generation = 0
         self.evaluations = 0

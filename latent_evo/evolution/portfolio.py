@@ -38,7 +38,7 @@ from torch import Tensor
 
 from latent_evo.evolution.checkpoint import on_device, prefixed, unprefixed
 from latent_evo.evolution.config import ConfigError, PortfolioConfig
-from latent_evo.evolution.factory import SEED_DIRECT, make_strategy
+from latent_evo.evolution.factory import SEED_DIRECT, RunContext, make_strategy
 from latent_evo.evolution.rebase import recentre
 from latent_evo.evolution.spaces import (
     DirectSpace,
@@ -57,15 +57,14 @@ def arm_name(patterns: list[str]) -> str:
 class Portfolio:
     """The arms' strategies, spaces and statistics, and the rule that picks one per generation."""
 
-    def __init__(
-        self, cfg: PortfolioConfig, spec: Any, device: torch.device, seed: int, paired: bool = False
-    ):
+    def __init__(self, cfg: PortfolioConfig, ctx: RunContext):
         self.cfg = cfg
+        spec, seed = ctx.spec, ctx.seed
         # fresh minibatches: a gain is measured against the run's best re-scored on the same
         # batch (an arm's own best from an easier batch would credit noise, or hide progress)
-        self.paired = paired
+        self.paired = ctx.paired
         self.enabled = True
-        self.device = device
+        self.device = ctx.device
         self.names = ["latent"]
         self.spaces: dict[str, SearchSpace] = {}
         for i, patterns in enumerate(cfg.direct):

@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from latent_evo.evolution.checkpoint import on_device, prefixed, unprefixed
 from latent_evo.evolution.config import ConfigError, SwitchConfig
-from latent_evo.evolution.factory import SEED_DIRECT, make_strategy
+from latent_evo.evolution.factory import SEED_DIRECT, RunContext, make_strategy
 from latent_evo.evolution.rebase import recentre
 from latent_evo.evolution.spaces import (
     DirectSpace,
@@ -46,20 +45,18 @@ class Switcher:
         cfg: SwitchConfig,
         mode: str,
         generations: int | None,
-        spec: Any,
-        device: torch.device,
-        seed: int,
-        paired: bool = False,
+        ctx: RunContext,
     ):
         self.cfg = cfg
         self.enabled = bool(cfg.enabled and mode != "direct")
         # fresh minibatches: best-so-far values of different generations come from different
         # batches, so a stall is judged on paired gains instead (each generation's best member
         # vs the run's best re-scored on the same batch); with a fixed batch both rules agree
-        self.paired = paired
+        self.paired = ctx.paired
         self.gains: list[float] = []
-        self.device = device
-        self.seed = seed + SEED_DIRECT
+        self.device = ctx.device
+        self.seed = ctx.seed + SEED_DIRECT
+        spec = ctx.spec
         n = cfg.final_direct_generations
         # the generation from which the run stays in direct space (final refinement), if any
         self.final_from = generations - n if n > 0 and generations is not None else None
