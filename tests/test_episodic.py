@@ -120,12 +120,16 @@ def test_member_params_run_their_own_variant():
     lengths = torch.tensor([0.3, 0.5, 1.2])
     task.set_member_params({"length": lengths})
     f = task.fitness_genomes(g, task.batch(0))
+    tests = [task.evaluate(g[p], member=p)["test_return"] for p in range(3)]
+    base = task.evaluate(g[2])["test_return"]  # the default variant, member parameters or not
     task.set_member_params(None)
+    assert task.evaluate(g[2])["test_return"] == base
     for p in range(3):
         one = EpisodicTask(
             "CartPole-v1", hidden=(8,), episodes=4, env_params={"length": float(lengths[p])}
         )
         assert torch.equal(one.fitness_genomes(g[p : p + 1], one.batch(0)), f[p : p + 1])
+        assert one.evaluate(g[p])["test_return"] == tests[p]
     with pytest.raises(ValueError, match="3 members, this rollout has 2"):
         task.set_member_params({"length": lengths})
         task.fitness_genomes(g[:2], task.batch(0))

@@ -176,23 +176,24 @@ class EpisodicTask:
             for k, v in params.items()
         }
 
-    def _variant(self, env: Any, population: int) -> None:
-        """Give each of the P * E environments its member's variant (member-major layout)."""
+    def _variant(self, env: Any, population: int, variants: dict[str, Tensor] | None) -> None:
+        """Give each of the P * E environments its member's variant `variants {name: (P,)}`
+        (member-major layout); None: `env_params` for all."""
         B = env.num_envs
-        if self.member_params is None:
+        if variants is None:
             if B in self._member_variant_envs:  # its last rollout ran per-member variants
                 defaults = env.param_defaults()
                 env.set_params({k: self.env_params.get(k, v) for k, v in defaults.items()})
                 self._member_variant_envs.discard(B)
             return
-        size = next(iter(self.member_params.values())).numel()
+        size = next(iter(variants.values())).numel()
         if size != population:
             raise ValueError(
                 f"{self.name}: member parameters are set for {size} members, this rollout has "
                 f"{population} (set_member_params(None) for one variant for all)"
             )
         reps = B // population
-        env.set_params({k: v.repeat_interleave(reps) for k, v in self.member_params.items()})
+        env.set_params({k: v.repeat_interleave(reps) for k, v in variants.items()})  # (B,)
         self._member_variant_envs.add(B)
 
     # ------------------------------------------------------------------ checks
@@ -221,13 +222,18 @@ class EpisodicTask:
 
     # ------------------------------------------------------------------ rollout
     def rollout(
-        self, genomes: Tensor, seeds: Tensor, sums: Tensor | None = None
+        self,
+        genomes: Tensor,
+        seeds: Tensor,
+        sums: Tensor | None = None,
+        variants: dict[str, Tensor] | None | str = "members",
     ) -> tuple[Tensor, Tensor]:
         """`(P, n)` genomes x `(E,)` seeds -> returns and lengths, each `(P, E)`; member p plays
-        every seed. `sums` (`RunningObsNorm.new_sums()`): accumulates the observations seen."""
+        every seed. `sums` (`RunningObsNorm.new_sums()`): accumulates the observations seen.
+        `variants`: physical parameters `{name: (P,)}`, default those of `set_member_params`."""
         P = genomes.shape[0]
         env = self._env(P * seeds.numel())
-        self._variant(env, P)
+        self._variant(env, P, self.member_params if isinstance(variants, str) else variants)
         params = self.spec.unflatten(genomes.to(self.device))  # {name: (P, *shape)}
         return batched_rollout(
             env, self._forward, params, seeds, self.horizon, self.discrete, self.obs_norm, sums,
@@ -279,10 +285,16 @@ class EpisodicTask:
         self._count["env_steps"] += int(work[1])
         return (-returns.mean(1)).float()  # (P,)
 
-    def evaluate(self, genome: Tensor) -> dict[str, float]:
-        """Mean return over `test_episodes` held-out seeds under frozen statistics."""
+    def evaluate(self, genome: Tensor, member: int | None = None) -> dict[str, float]:
+        """Mean return over `test_episodes` held-out seeds under frozen statistics, in the
+        variant of `member` (see `set_member_params`), or in `env_params` when None."""
+        variants = None
+        if member is not None:
+            if self.member_params is None:
+                raise ValueError(f"{self.name}: evaluate(member=...) needs set_member_params first")
+            variants = {k: v[int(member)].reshape(1) for k, v in self.member_params.items()}
         with torch.no_grad():
-            returns, lengths = self.rollout(genome.reshape(1, -1), self.test_seeds)
+            returns, lengths = self.rollout(genome.reshape(1, -1), self.test_seeds, None, variants)
         self._count["test_episodes"] += returns.numel()
         self._count["test_env_steps"] += int(lengths.sum())
         return {
