@@ -205,8 +205,10 @@ NOTES = [
     "equal to Gymnasium's (three short files, covered by tests/test_envs.py), and only "
     "CartPole, Pendulum and Acrobot exist. On CPU the step is a few dozen small torch ops, so at "
     "B = 1,024 torch's per-op dispatch (2-3 us) is most of the time.",
-    "- **Gymnasium CartPoleVectorEnv (numpy)**: as fast as ours or faster for CartPole on a "
-    "CPU, but CartPole only, CPU only, one set of physical constants for the whole batch, and its "
+    "- **Gymnasium CartPoleVectorEnv (numpy)**: the same few dozen elementwise ops over B values "
+    "as ours, so the same order of speed on a CPU (on this shared 2-core machine, under 1-min "
+    "loads of 3 to 9 from other jobs, ours/numpy ranged from 0.6x to 2x between runs); but "
+    "CartPole only, CPU only, one set of physical constants for the whole batch, and its "
     "reset seeds ONE generator for the batch, so environment i's episode is not "
     "`gymnasium.make(id).reset(seed=s_i)`'s (no per-seed common random numbers).",
     "- **envpool**: C++ environments behind a thread pool; with one thread (the house rule for "
