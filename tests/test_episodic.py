@@ -3,7 +3,9 @@ equality with a plain Gymnasium rollout, and CartPole solved by direct ES in sec
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -301,3 +303,18 @@ def test_direct_es_solves_cartpole_in_seconds():
     )  # fmt: skip
     assert res.test_metrics["test_return"] >= 475
     assert res.history[-1]["episodes"] <= 10 * (16 + 3) * 4
+
+
+def test_shipped_config_runs_through_the_cli_and_resumes(tmp_path):
+    from latent_evo.cli.evolve import main
+
+    config = Path(__file__).parents[1] / "configs" / "evolve" / "cartpole-direct.yaml"
+    run = tmp_path / "run"
+    small = ["--set", "generations=2", "--set", "task.overrides.max_steps=60", "--no-progress"]
+    assert main(["--config", str(config), "--run-dir", str(run), *small]) == 0
+    assert main(["--resume", str(run), "--set", "generations=3", "--no-progress"]) == 0
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["generation"]) for r in rows] == [1, 2, 3]
+    assert 0 < int(rows[0]["episodes"]) < int(rows[-1]["episodes"])  # counters survive the resume
+    assert "| test_return |" in (run / "summary.md").read_text() and (run / "plot.png").exists()
