@@ -3,8 +3,8 @@
 Two sources behind one protocol (`base.BatchedEnv`): our batched torch implementations of
 Gymnasium's classic-control tasks (a few dozen batched tensor ops per step, per-environment
 physical parameters, any device), and `GymnasiumEnv`, an adapter around any Gymnasium `VectorEnv`
-(a registered id or a user's factory). `backend="auto"` takes ours where one exists. Gymnasium itself is imported
-only inside functions, so `import latent_evo` (and this package) stays light.
+(a registered id or a user's factory). `backend="auto"` takes ours where one exists. Gymnasium
+itself is imported only inside functions, so `import latent_evo` (and this package) stays light.
 """
 
 from __future__ import annotations
