@@ -1,6 +1,7 @@
 """Environment steps per second of B = P x E = 256 x 4 = 1,024 environments, side by side.
 
-    .venv/bin/python -m latent_evo.benchmarks.envs [--repeats 7] [--fast-repeats 25] [--num-envs 1024] [--device cpu]
+    .venv/bin/python -m latent_evo.benchmarks.envs [--repeats 7] [--fast-repeats 25]
+                                                    [--num-envs 1024] [--device cpu]
 
 Why: an episodic task steps P x E environments every step of a population rollout, so the
 environment's batched step bounds the rollout's speed. This measures the candidates for that
@@ -86,8 +87,11 @@ class Gymnasium(Candidate):
     def __init__(self, env_id, num_envs, steps, mode, adapter=False):
         import gymnasium as gym
 
-        label = {"vector_entry_point": "Gymnasium CartPoleVectorEnv (numpy)",
-                 "sync": "Gymnasium SyncVectorEnv", "async": "Gymnasium AsyncVectorEnv"}[mode]  # fmt: skip
+        label = {
+            "vector_entry_point": "Gymnasium CartPoleVectorEnv (numpy)",
+            "sync": "Gymnasium SyncVectorEnv",
+            "async": "Gymnasium AsyncVectorEnv",
+        }[mode]
         if adapter:
             label = "our GymnasiumEnv adapter over SyncVectorEnv"
         super().__init__(label, env_id, num_envs, steps, "")

@@ -7,7 +7,8 @@ environment's own link lengths, masses, centre-of-mass positions, moment of iner
 limits. As in Gymnasium: torques {-1, 0, +1} for actions {0, 1, 2}, angles wrapped into
 [-pi, pi], angular speeds clipped to ±MAX_VEL_1 / ±MAX_VEL_2, terminated when the tip rises above
 the bar (-cos th1 - cos(th1 + th2) > 1), reward -1 per step (0 on the terminating one), truncated
-at 500 steps. Reset: uniform(-0.1, 0.1) in float32 with Gymnasium's seeding (`base.gymnasium_uniform`).
+at 500 steps. Reset: uniform(-0.1, 0.1) in float32 with Gymnasium's seeding
+(`base.gymnasium_uniform`).
 
 Parameter names are Gymnasium's attribute names, so the adapter takes the same ones. Not
 parameters here: LINK_LENGTH_2 (Gymnasium uses it only to draw), gravity (a constant 9.8 inside
