@@ -78,6 +78,19 @@ def test_protocol_and_policy_shapes():
     assert out.shape == (3, 5, 1) and bool((out.abs() <= 2.0).all())  # Pendulum's torque bounds
 
 
+@pytest.mark.parametrize("bounds", [None, ([-2.0, 0.0], [2.0, 1.0])])
+def test_population_forward_equals_vmapped_functional_call(bounds):
+    policy = Policy(3, 2, (16, 8), *(bounds or (None, None)))
+    task_like = EpisodicTask._population_forward
+    P, E = 7, 5
+    params = {k: torch.randn(P, *v.shape) for k, v in policy.state_dict().items()}
+    x = torch.randn(P, E, 3)  # (P, E, obs_dim)
+    fast = task_like(policy)(params, x)
+    reference = torch.func.vmap(lambda p, o: torch.func.functional_call(policy, p, (o,)))(params, x)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
+    assert fast.shape == (P, E, 2)
+
+
 def test_counters_and_evaluate():
     task = EpisodicTask("CartPole-v1", hidden=(4,), episodes=3, test_episodes=7)
     g = _genomes(task, 5)

@@ -89,6 +89,26 @@ class Policy(nn.Module):
         return x
 
 
+def population_forward(policy: Policy, params: dict[str, Tensor], obs: Tensor) -> Tensor:
+    """P policies at once: `params {name: (P, *shape)}`, `obs (P, E, obs_dim)` -> `(P, E,
+    out_dim)`, what `vmap(functional_call(policy, ...))` computes, as one `baddbmm` per layer.
+
+    Why a second path: at the sizes of a rollout step (P = 256 members x E = 4 observations x
+    32 units) vmap and functional_call cost more than the arithmetic -- about twice the time
+    of these three calls on one CPU thread -- and the forward runs once per environment step.
+    Results equal the vmapped forward up to float rounding (tests/test_episodic.py)."""
+    x = obs
+    last = len(policy.layers) - 1
+    for i in range(last + 1):
+        w, b = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]  # (P, out, in), (P, out)
+        x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))  # (P, E, out)
+        if i < last:
+            x = policy.act(x)
+    if policy.bounded:
+        x = policy.center + policy.half_range * torch.tanh(x)
+    return x
+
+
 def policy_for_spaces(
     observation_space, action_space, hidden: Sequence[int] = (32, 32), activation: str = "tanh"
 ) -> Policy:

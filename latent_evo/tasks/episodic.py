@@ -30,6 +30,7 @@ What RL users expect of an ES library, and where it lives:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -122,7 +123,7 @@ class EpisodicTask:
         self.out_dim = (
             int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
         )
-        self._forward = vmap(lambda p, x: functional_call(self.model, p, (x,)))
+        self._forward = self._population_forward(self.model)
         self._check_policy()
         self.obs_norm = RunningObsNorm(self.obs_dim, self.device) if obs_norm else None
         self.member_params: dict[str, Tensor] | None = None
@@ -195,6 +196,17 @@ class EpisodicTask:
         reps = B // population
         env.set_params({k: v.repeat_interleave(reps) for k, v in variants.items()})  # (B,)
         self._member_variant_envs.add(B)
+
+    @staticmethod
+    def _population_forward(model: nn.Module) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
+        """`(params {name: (P, *shape)}, obs (P, E, obs_dim)) -> (P, E, out_dim)`: one vmapped
+        `functional_call`; our own `Policy` takes its `baddbmm` path (same function, half the
+        cost of a rollout step's forward, see `models.policy.population_forward`)."""
+        from latent_evo.models.policy import Policy, population_forward
+
+        if type(model) is Policy:
+            return functools.partial(population_forward, model)
+        return vmap(lambda p, x: functional_call(model, p, (x,)))
 
     # ------------------------------------------------------------------ checks
     def _check_policy(self) -> None:
