@@ -225,6 +225,24 @@ class FinetuneConfig:
 
 
 @dataclass
+class ValidationConfig:
+    """A validation set the search never sees gates the reported network
+    (`latent_evo.evolution.incumbent.ValidationGate`): the best network on training fitness
+    replaces the reported one only if it is better on validation by more than the noise."""
+
+    enabled: bool = False
+    #: fraction of the task's training data (or episodes) held out
+    fraction: float = 0.1
+    #: disjoint parts of the validation set: a challenger's loss on each is paired with the
+    #: reported network's on the same part
+    chunks: int = 8
+    #: a challenger wins when its mean paired difference is below -z standard errors
+    z: float = 1.0
+    #: stop when the reported network has not changed for this many generations (0: never)
+    patience: int = 0
+
+
+@dataclass
 class PBTConfig:
     """Population-based training of the strategy's hyper-parameters (`latent_evo.evolution.pbt`):
     `members` runs share the `evaluations` budget; every `every` generations the worst copy the
@@ -277,6 +295,7 @@ class EvolveConfig:
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     pbt: PBTConfig = field(default_factory=PBTConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     #: checkpoint every k generations (0 = only at the end / on a signal); CLI runs only
     checkpoint_every: int = 10
 
@@ -289,6 +308,12 @@ class EvolveConfig:
         checked by the builder. The run and PBT trust a built config."""
         self._validate_decoder()
         self._validate_pbt()
+        val = self.validation
+        if not 0 < val.fraction < 1 or val.chunks < 2 or val.z < 0 or val.patience < 0:
+            raise ConfigError(
+                f"validation: fraction in (0, 1), chunks >= 2, z >= 0 and patience >= 0, got "
+                f"{val.fraction} / {val.chunks} / {val.z} / {val.patience}"
+            )
         if self.generations is None and self.evaluations is None:
             raise ConfigError("generations / evaluations: give at least one budget")
         for key in ("generations", "evaluations"):

@@ -1,4 +1,5 @@
-"""Factories of a run's search space and strategies, and the seed offsets of its random streams.
+"""Factories of a run's parts: its compressor, search space and strategies, the context they
+share, and the seed offsets of its random streams.
 
 `make_space` turns `EvolveConfig.mode` into a `SearchSpace`; `make_strategy` a `StrategyConfig`
 into a `Strategy` over a space, passing it what the space knows of its own structure (EGGROLL's
@@ -7,11 +8,14 @@ matrix shapes, a GA's per-component mutation probabilities).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from latent_evo.compressor.protocol import CompressorProtocol
 from latent_evo.evolution.config import StrategyConfig
 from latent_evo.evolution.spaces import (
     DecoderSpace,
@@ -23,6 +27,7 @@ from latent_evo.evolution.spaces import (
 )
 from latent_evo.genome import GenomeSpec
 from latent_evo.strategies import Strategy, get_strategy
+from latent_evo.tasks.protocol import Task, missing_members
 
 # Offsets of the seeds of the run's independent random streams (strategy / switch / warm-up):
 # each strategy draws from its own generator, so adding a part never shifts another's draws.
@@ -75,3 +80,53 @@ def make_strategy(
     return get_strategy(
         cfg.name, dim=space.dim, popsize=cfg.popsize, device=device, seed=seed, **hparams
     )
+
+
+#: `compressor: fresh` -- latent size of the run's own compressor (small: it learns from the run
+#: alone) and the width of its MLP autoencoder
+FRESH_LATENTS, FRESH_LATENT_DIM, FRESH_HIDDEN = 2, 8, 64
+
+
+def make_compressor(
+    cfg: Any, compressor: Any, task: Task, device: torch.device
+) -> CompressorProtocol | None:
+    """The run's compressor: None in a mode without one; `compressor` (or `cfg.compressor`) as
+    an object, a folder / Hub id, or "fresh" (untrained: fine-tuning trains it on the run's own
+    genomes); a copy when fine-tuning must not change the caller's. Checked against the
+    protocol and the task's genome before any work."""
+    if cfg.mode in ("direct", "generator"):
+        return None
+    compressor = compressor if compressor is not None else cfg.compressor
+    if isinstance(compressor, str) and compressor == "fresh":  # learns from this run alone
+        gen = torch.Generator().manual_seed(cfg.seed + 7)
+        compressor = fresh_compressor(task, gen)
+    elif isinstance(compressor, str | Path):
+        from latent_evo.compressor.hub import load_compressor
+
+        compressor = load_compressor(compressor)
+    elif cfg.finetune.enabled and not cfg.finetune.in_place:
+        compressor = copy.deepcopy(compressor)  # fine-tuning must not change the caller's
+    if not isinstance(compressor, CompressorProtocol):
+        missing = ", ".join(missing_members(compressor, CompressorProtocol))
+        raise TypeError(f"compressor {type(compressor).__name__} lacks {missing}")
+    compressor.check_spec(task.spec)  # a clear error naming the mismatch
+    compressor.to(device).eval()
+    return compressor
+
+
+def fresh_compressor(task: Any, generator: torch.Generator) -> Any:
+    """An untrained MLP autoencoder for `task`'s architecture, normalised on fresh task inits:
+    the compressor of a run with no pretrained one (`compressor: fresh`), which online
+    fine-tuning trains on the run's own evaluated genomes (direct-space ones included). Its
+    latent space starts as a random 16-d subspace and learns the directions the search moves."""
+    from latent_evo.compressor.mlp import MLPAutoencoder
+    from latent_evo.compressor.tokenizer import Tokenizer
+
+    genomes = task.init_genomes(64, generator)  # (64, n) for the per-tensor statistics
+    tok = Tokenizer(task.spec, 64).fit_normalization(genomes)
+    # layer inits draw from torch's global RNG: seed it from `generator`, leave it as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        return MLPAutoencoder.from_tokenizer(
+            tok, hidden=FRESH_HIDDEN, num_latents=FRESH_LATENTS, latent_dim=FRESH_LATENT_DIM
+        )

@@ -219,29 +219,6 @@ def finetune_and_reencode(
     return report, 2 * len(x_new)
 
 
-#: `compressor: fresh` -- latent size of the run's own compressor (small: it learns from the run
-#: alone) and the width of its MLP autoencoder
-FRESH_LATENTS, FRESH_LATENT_DIM, FRESH_HIDDEN = 2, 8, 64
-
-
-def fresh_compressor(task: Any, generator: torch.Generator) -> Any:
-    """An untrained MLP autoencoder for `task`'s architecture, normalised on fresh task inits:
-    the compressor of a run with no pretrained one (`compressor: fresh`), which online
-    fine-tuning trains on the run's own evaluated genomes (direct-space ones included). Its
-    latent space starts as a random 16-d subspace and learns the directions the search moves."""
-    from latent_evo.compressor.mlp import MLPAutoencoder
-    from latent_evo.compressor.tokenizer import Tokenizer
-
-    genomes = task.init_genomes(64, generator)  # (64, n) for the per-tensor statistics
-    tok = Tokenizer(task.spec, 64).fit_normalization(genomes)
-    # layer inits draw from torch's global RNG: seed it from `generator`, leave it as it was
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        return MLPAutoencoder.from_tokenizer(
-            tok, hidden=FRESH_HIDDEN, num_latents=FRESH_LATENTS, latent_dim=FRESH_LATENT_DIM
-        )
-
-
 # ---------------------------------------------------------------------- warm-up
 class Warmup:
     """The direct-space population of the fine-tuning warm-up: it evolves alongside the latent

@@ -6,6 +6,12 @@ comparable, so the incumbent is re-scored on each generation's batch (`rescore`)
 generation's best member, the luckiest of P on that batch, must also win on a second,
 independent batch (`offer(..., confirm=True)`); else a chain of lucky wins drifts to worse
 networks. Every evaluation spent here is returned to the caller, which counts it in the budget.
+
+`ValidationGate` is what a run reports when `validation.enabled`: the task holds out part of its
+training data (or episodes); each new training incumbent challenges the reported network on the
+validation set, part by part, and replaces it only if its mean paired difference is below
+`-z` standard errors. A search that over-fits its fitness sample, or drifts from a good start,
+then never reports a network worse on validation than the one it had.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from latent_evo.evolution.config import ValidationConfig
 from latent_evo.strategies.shaping import sanitize_fitness
+from latent_evo.tasks.protocol import ValidatedTask
 
 #: `(genomes (P, n), batch) -> (P,)` fitness, not counted
 EvaluateGenomes = Callable[[Tensor, Any], Tensor]
@@ -35,6 +43,7 @@ class Incumbent:
     ):
         self.genome: Tensor | None = None
         self.fitness = math.inf
+        self.version = 0  # counts replacements: a new incumbent challenges the validation gate
         self._evaluate, self._batch_of, self._seed = evaluate, batch_of, seed
 
     def rescore(self, batch: Any) -> int:
@@ -61,4 +70,51 @@ class Incumbent:
             spent, won = 2, bool(fp[0] < fp[1])
         if won:
             self.fitness, self.genome = float(f[i]), g[i].clone()
+            self.version += 1
         return spent
+
+
+class ValidationGate:
+    """The reported network: `genome (n,)`, its training `fitness`, its validation `losses`
+    `(chunks,)`; `since` counts the generations since it last changed (early stopping)."""
+
+    def __init__(self, cfg: ValidationConfig, task: ValidatedTask):
+        self.cfg, self.task = cfg, task
+        self.genome: Tensor | None = None
+        self.fitness = math.inf
+        self.losses: Tensor | None = None
+        self.since = 0
+
+    @property
+    def loss(self) -> float:
+        """Mean validation loss of the reported network (inf before the first)."""
+        return math.inf if self.losses is None else float(self.losses.mean())
+
+    def challenge(self, genome: Tensor, fitness: float) -> int:
+        """`genome (n,)` (training fitness `fitness`) replaces the reported network if it is
+        better on validation by more than the noise; returns the evaluations spent (one: the
+        challenger on the whole validation set; the reported network's losses are kept)."""
+        losses = sanitize_fitness(self.task.validation_losses(genome[None], self.cfg.chunks)[0])
+        if self.losses is None:
+            won = bool(torch.isfinite(losses).all())
+        else:
+            d = losses - self.losses  # (chunks,) paired differences: < 0 is better
+            se = d.std() / math.sqrt(len(d))
+            won = bool(d.mean() < 0) and bool(d.mean() + self.cfg.z * se < 0)
+        if won:
+            self.genome, self.fitness, self.losses = genome.clone(), float(fitness), losses
+            self.since = 0
+        return 1
+
+    @property
+    def exhausted(self) -> bool:
+        """Patience has run out: the run stops early."""
+        return bool(self.cfg.patience) and self.since >= self.cfg.patience
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        t = {} if self.genome is None else {"genome": self.genome, "losses": self.losses}
+        return t, {"fitness": self.fitness, "since": self.since}
+
+    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.genome, self.losses = tensors.get("genome"), tensors.get("losses")
+        self.fitness, self.since = meta["fitness"], meta["since"]

@@ -42,16 +42,22 @@ from latent_evo.evolution.checkpoint import (
     save_checkpoint,
     unprefixed,
 )
-from latent_evo.evolution.config import EvolveConfig
+from latent_evo.evolution.config import ConfigError, EvolveConfig
 from latent_evo.evolution.distributed import is_main, shard_map
-from latent_evo.evolution.factory import SEED_STRATEGY, RunContext, make_space, make_strategy
-from latent_evo.evolution.finetune import Archive, Warmup, finetune_and_reencode, fresh_compressor
-from latent_evo.evolution.incumbent import Incumbent
+from latent_evo.evolution.factory import (
+    SEED_STRATEGY,
+    RunContext,
+    make_compressor,
+    make_space,
+    make_strategy,
+)
+from latent_evo.evolution.finetune import Archive, Warmup, finetune_and_reencode
+from latent_evo.evolution.incumbent import Incumbent, ValidationGate
 from latent_evo.evolution.portfolio import Portfolio
 from latent_evo.evolution.progress import RunProgress
 from latent_evo.evolution.rebase import maybe_rebase
 from latent_evo.evolution.result import EvolveResult, resolve_device
-from latent_evo.evolution.sources import load_network_genome, load_zoo_genomes, prior_codes
+from latent_evo.evolution.sources import load_network_genome, starting_points
 from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.evolution.surrogate import screen
 from latent_evo.evolution.switch import Switcher
@@ -68,7 +74,7 @@ from latent_evo.tasks.protocol import (
     MinibatchTask,
     StatefulTask,
     Task,
-    missing_members,
+    ValidatedTask,
 )
 
 Callback = Callable[["LatentEvolution", dict[str, Any]], None]
@@ -114,9 +120,16 @@ class LatentEvolution:
         self.device = resolve_device(device if device is not None else cfg.device)
         self.task: Task = resolve_task(task, fitness_fn, dict(cfg.task.overrides))
         self.task.to(self.device)
+        self.gate: ValidationGate | None = None  # the reported network, gated on validation
+        if cfg.validation.enabled:
+            if not isinstance(self.task, ValidatedTask):
+                raise ConfigError(f"validation.enabled: task {self.task.name!r} cannot hold out "
+                                  "data (it lacks hold_out / validation_losses)")  # fmt: skip
+            self.task.hold_out(cfg.validation.fraction, cfg.seed)
+            self.gate = ValidationGate(cfg.validation, self.task)
         self.callbacks = list(callbacks)
         self.n = self.task.spec.numel
-        self.compressor = self._load_compressor(compressor)
+        self.compressor = make_compressor(cfg, compressor, self.task, self.device)
         self.space: SearchSpace = make_space(cfg, self.task, self.compressor)
         seed_ = cfg.seed
         # the phase, and the direct phase's own strategy and space after a switch -- or, with a
@@ -159,26 +172,6 @@ class LatentEvolution:
         self._stop = False
 
     # ------------------------------------------------------------------ construction helpers
-    def _load_compressor(self, compressor: Any) -> CompressorProtocol | None:
-        if self.cfg.mode in ("direct", "generator"):
-            return None
-        compressor = compressor if compressor is not None else self.cfg.compressor
-        if isinstance(compressor, str) and compressor == "fresh":  # learns from this run alone
-            gen = torch.Generator().manual_seed(self.cfg.seed + 7)
-            compressor = fresh_compressor(self.task, gen)
-        elif isinstance(compressor, str | Path):
-            from latent_evo.compressor.hub import load_compressor
-
-            compressor = load_compressor(compressor)
-        elif self.cfg.finetune.enabled and not self.cfg.finetune.in_place:
-            compressor = copy.deepcopy(compressor)  # fine-tuning must not change the caller's
-        if not isinstance(compressor, CompressorProtocol):
-            missing = ", ".join(missing_members(compressor, CompressorProtocol))
-            raise TypeError(f"compressor {type(compressor).__name__} lacks {missing}")
-        compressor.check_spec(self.task.spec)  # a clear error naming the mismatch
-        compressor.to(self.device).eval()
-        return compressor
-
     best_genome = property(lambda self: self.incumbent.genome, doc="`(n,)` the incumbent")
     best_fitness = property(lambda self: self.incumbent.fitness, doc="the incumbent's fitness")
 
@@ -227,32 +220,14 @@ class LatentEvolution:
     def initialize(self) -> None:
         """Place the strategy (and residual base) according to `cfg.init`; evaluations spent on
         choosing a starting point (zoo top-k, residual base) are counted."""
-        cfg, strat = self.cfg.init, self.strategy
-        P = strat.popsize
-        genomes: Tensor | None = None
-        codes: Tensor | None = None
-        if cfg.kind == "task" and self.space.initial_mean() is not None:  # a generator's own
-            codes = self.space.initial_mean().to(self.device)[None]
-        elif cfg.kind == "task":
-            genomes = self.task.init_genomes(P, self.rng).to(self.device)
-        elif cfg.kind == "network":
-            genomes = load_network_genome(cfg.path, self.task.spec).to(self.device)[None]
-        elif cfg.kind == "zoo":
-            zoo = load_zoo_genomes(cfg.path, self.task.spec).to(self.device, self.task.spec.dtype)
-            f = self._evaluate_genomes(zoo)
-            self.evaluations += len(zoo)
-            self._record_best(f, zoo)
-            genomes = zoo[torch.argsort(f, stable=True)[: cfg.top_k]]
-        elif cfg.kind == "prior":
-            if self.compressor is None:
-                raise ValueError("init.kind='prior' needs a compressor")
-            n, scored = max(P, cfg.samples), cfg.samples > 0  # scored: start from the best
-            score = self._evaluate_genomes if scored else None
-            codes, f, g = prior_codes(self.compressor, n, self.cfg.seed, score)
-            if scored:
-                self.evaluations += n
-                self._record_best(f, g)
-                genomes = g[:1]  # a residual search's base: the best sample
+        strat, P = self.strategy, self.strategy.popsize
+        genomes, codes, scored = starting_points(
+            self.cfg.init, self.task, self.space, self.compressor, P, self.rng, self.cfg.seed,
+            self._evaluate_genomes,
+        )  # fmt: skip
+        if scored is not None:  # evaluated to choose the start: counted, and maybe the best
+            self.evaluations += len(scored[0])
+            self._record_best(*scored)
         if self.cfg.mode == "residual":
             self._init_residual(genomes, codes)
         elif genomes is not None or codes is not None:
@@ -269,6 +244,7 @@ class LatentEvolution:
         else:
             strat.init()
         self.initialized = True
+        self._challenge()
 
     def _init_residual(self, genomes: Tensor | None, codes: Tensor | None) -> None:
         space: S.ResidualSpace = self.space  # type: ignore[assignment]
@@ -315,7 +291,16 @@ class LatentEvolution:
             f_all = f_true
         strat.tell(f_all)
         best_before = self.best_fitness
+        version = self.incumbent.version
         self._record_best(f_true, g, confirm=True)
+        if self.gate is not None:
+            self.gate.since += 1
+            if self.incumbent.version != version:  # a new best on training fitness
+                self._challenge()
+            record.update(val_loss=self.gate.loss)
+            if self.gate.exhausted:  # the run stops after this generation
+                self.events.append({"generation": self.generation + 1, "event": "early_stop",
+                                    "val_loss": self.gate.loss})  # fmt: skip
         self.switcher.observe(best_before, f_true, self.best_fitness)
         if self.archive is not None:
             self.archive.add(g, f_true)
@@ -349,7 +334,7 @@ class LatentEvolution:
             record.update(self.task.counters())
         every = self.cfg.eval_every
         if every and self.generation % every == 0:
-            record.update(self.task.evaluate(self.best_genome))
+            record.update(self.task.evaluate(self.reported[0]))
         self.history.append(record)
         for cb in self.callbacks:
             cb(self, record)
@@ -359,7 +344,23 @@ class LatentEvolution:
     def done(self, generations: int | None = None, evaluations: int | None = None) -> bool:
         g = self.cfg.generations if generations is None else generations
         e = self.cfg.evaluations if evaluations is None else evaluations
-        return (g is not None and self.generation >= g) or (e is not None and self.evaluations >= e)
+        early = self.gate is not None and self.gate.exhausted  # patience on validation ran out
+        return (
+            early or (g is not None and self.generation >= g)
+            or (e is not None and self.evaluations >= e)
+        )  # fmt: skip
+
+    @property
+    def reported(self) -> tuple[Tensor, float]:
+        """The network the run reports and its training fitness: the validation gate's, else the
+        best on training fitness."""
+        if self.gate is not None and self.gate.genome is not None:
+            return self.gate.genome, self.gate.fitness
+        return self.best_genome, self.best_fitness
+
+    def _challenge(self) -> None:
+        if self.gate is not None and self.best_genome is not None:
+            self.evaluations += self.gate.challenge(self.best_genome, self.best_fitness)
 
     def request_stop(self, *_: Any) -> None:
         """Finish the current generation, checkpoint and return (SIGINT/SIGTERM handler)."""
@@ -398,12 +399,13 @@ class LatentEvolution:
             raise NonFiniteFitnessError(
                 f"no genome was evaluated to a finite fitness in {self.generation} generations"
             )
-        test = self.task.evaluate(self.best_genome)
+        genome, fitness = self.reported
         return EvolveResult(
-            best_genome=self.best_genome, best_fitness=self.best_fitness,
-            best_model=genome_to_module(self.task, self.best_genome), history=list(self.history),
+            best_genome=genome, best_fitness=fitness,
+            best_model=genome_to_module(self.task, genome), history=list(self.history),
             events=list(self.events), evaluations=self.evaluations, generations=self.generation,
-            test_metrics=test, interrupted=self._stop,
+            test_metrics=self.task.evaluate(genome), interrupted=self._stop,
+            validation_loss=None if self.gate is None else self.gate.loss,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ fine-tuning
@@ -441,6 +443,9 @@ class LatentEvolution:
             t.update(prefixed("compressor", self.compressor.state_dict()))
         if isinstance(self.task, StatefulTask):  # e.g. running observation statistics
             t.update(prefixed("task", self.task.state_dict()))
+        if self.gate is not None:
+            gate_t, meta["validation"] = self.gate.state_dict()
+            t.update(prefixed("validation", gate_t))
         if self.best_genome is not None:
             t["best_genome"] = self.best_genome
         meta.update(
@@ -473,6 +478,9 @@ class LatentEvolution:
         self.generation, self.evaluations = meta["generation"], meta["evaluations"]
         self.saved_evaluations = meta["saved_evaluations"]
         self.incumbent.fitness = meta["best_fitness"]
+        if self.gate is not None:
+            gate_t = on_device(unprefixed("validation", tensors), dev)
+            self.gate.load_state_dict(gate_t, meta["validation"])
         self.initialized, self.history, self.events = (
             meta["initialized"], meta["history"], meta["events"]
         )  # fmt: skip

@@ -20,6 +20,8 @@ class EvolveResult:
     generations: int
     test_metrics: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False  # stopped by SIGINT / SIGTERM before its budget
+    #: with `validation.enabled`: the reported network's mean loss on the held-out data
+    validation_loss: float | None = None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

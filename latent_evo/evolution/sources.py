@@ -60,3 +60,41 @@ def prior_codes(
     f = evaluate(genomes)
     order = torch.argsort(torch.nan_to_num(f, nan=float("inf")), stable=True)
     return codes[order], f[order], genomes[order]
+
+
+def starting_points(
+    cfg: Any,
+    task: Any,
+    space: Any,
+    compressor: Any,
+    popsize: int,
+    rng: torch.Generator,
+    seed: int,
+    evaluate: Callable[[Tensor], Tensor],
+) -> tuple[Tensor | None, Tensor | None, tuple[Tensor, Tensor] | None]:
+    """`(genomes, codes, scored)` where a run starts by `cfg` (an `InitConfig`): starting genomes
+    `(k, n)` (best first, for a zoo) or codes `(k, s)` (None: the strategy's own default), and
+    `(fitness (m,), genomes (m, n))` of what was evaluated to choose them (None: nothing)."""
+    genomes = codes = None
+    scored = None
+    if cfg.kind == "task" and space.initial_mean() is not None:  # a generator's own init
+        codes = space.initial_mean().to(task.device)[None]
+    elif cfg.kind == "task":
+        genomes = task.init_genomes(popsize, rng).to(task.device)
+    elif cfg.kind == "network":  # the user's network: evaluated first, the incumbent to beat
+        genomes = load_network_genome(cfg.path, task.spec).to(task.device)[None]
+        scored = (evaluate(genomes), genomes)
+    elif cfg.kind == "zoo":
+        zoo = load_zoo_genomes(cfg.path, task.spec).to(task.device, task.spec.dtype)
+        f = evaluate(zoo)
+        scored = (f, zoo)
+        genomes = zoo[torch.argsort(f, stable=True)[: cfg.top_k]]
+    elif cfg.kind == "prior":
+        if compressor is None:
+            raise ValueError("init.kind='prior' needs a compressor")
+        n, score = max(popsize, cfg.samples), cfg.samples > 0  # score: start from the best
+        codes, f, g = prior_codes(compressor, n, seed, evaluate if score else None)
+        if score:
+            scored = (f, g)
+            genomes = g[:1]  # a residual search's base: the best sample
+    return genomes, codes, scored

@@ -113,6 +113,8 @@ class SupervisedTask:
         self.spec = GenomeSpec.from_module(self.model)
         self._buffer_names = {t.name for t in self.spec if t.kind == "buffer"}
         self.train_data: Batch = tuple(train_data)
+        self.val_data: Batch | None = None  # set by hold_out
+        self._all_train: Batch | None = None  # the training split before hold_out
         self.test_data: Batch = tuple(test_data)
         self._fixed_batch: Batch | None = None
         self._act_per_example: int | None = None
@@ -127,6 +129,9 @@ class SupervisedTask:
         self.device = torch.device(device)
         self.model.to(self.device)
         self.train_data = tuple(t.to(self.device) for t in self.train_data)
+        if self.val_data is not None:
+            self.val_data = tuple(t.to(self.device) for t in self.val_data)
+            self._all_train = tuple(t.to(self.device) for t in self._all_train)
         self.test_data = tuple(t.to(self.device) for t in self.test_data)
         self._fixed_batch = None
         return self
@@ -187,6 +192,34 @@ class SupervisedTask:
                 gen = torch.Generator().manual_seed(self.seed)
                 self._fixed_batch = self.sample_batch(gen, self.fitness_batch_size)
         return self._fixed_batch
+
+    # ---- validation ---------------------------------------------------------------------------
+    def hold_out(self, fraction: float, seed: int) -> None:
+        """`fraction` of the training examples (a seeded draw) become `val_data`; fitness
+        batches come from the rest. Re-splits the original training data when called again."""
+        full = self._all_train if self._all_train is not None else self.train_data
+        n = len(full[0])
+        k = round(fraction * n)
+        if not 0 < k < n:
+            raise ValueError(
+                f"task {self.name!r}: validation fraction {fraction} of {n} training examples "
+                "leaves no validation or no training example"
+            )
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        self._all_train = full
+        self.val_data = (full[0][perm[:k]], full[1][perm[:k]])
+        self.train_data = (full[0][perm[k:]], full[1][perm[k:]])
+        self._fixed_batch = None
+
+    def validation_losses(self, genomes: torch.Tensor, chunks: int) -> torch.Tensor:
+        """`(P, n)` -> `(P, chunks)` mean loss on each of `chunks` contiguous parts of
+        `val_data` (see `ValidatedTask`)."""
+        if self.val_data is None:
+            raise ValueError(f"task {self.name!r}: no validation set; call hold_out first")
+        x, y = self.val_data
+        parts = zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True)
+        with torch.no_grad():
+            return torch.stack([self.fitness_genomes(genomes, p) for p in parts], dim=1)
 
     # ---- chunking -----------------------------------------------------------------------------
     def activations_per_example(self) -> int:

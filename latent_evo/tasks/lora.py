@@ -107,6 +107,16 @@ class LoRATask:
     kind = property(lambda self: self.base_task.kind)
     loss_fn = property(lambda self: self.base_task.loss_fn)
 
+    def hold_out(self, fraction: float, seed: int) -> None:
+        self.base_task.hold_out(fraction, seed)
+
+    def validation_losses(self, genomes: Tensor, chunks: int) -> Tensor:
+        """`(P, chunks)` losses of the adapters on the base task's validation parts."""
+        x, y = self.base_task.val_data
+        parts = zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True)
+        with torch.no_grad():
+            return torch.stack([self.fitness_genomes(genomes, p) for p in parts], dim=1)
+
     def sample_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None):
         return self.base_task.sample_batch(generator, batch_size)
 

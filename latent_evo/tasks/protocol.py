@@ -11,6 +11,8 @@ satisfies `Task`; the loop is typed against it and asks for the optional parts w
                    on (running observation statistics), saved in the run's checkpoints
     CountingTask   + `counters()`: work besides evaluations (episodes, environment steps),
                    logged next to evaluations in every history record
+    ValidatedTask  + `hold_out(fraction, seed)` / `validation_losses(genomes, chunks)`: a
+                   validation set the search never sees, which gates the reported network
 
 Fitness is a loss: lower is better (an episodic task returns the negative mean return).
 """
@@ -68,6 +70,19 @@ class StatefulTask(Task, Protocol):
 class CountingTask(Task, Protocol):
     def counters(self) -> dict[str, int]:
         """Cumulative work counters, e.g. `{"episodes": ..., "env_steps": ...}`."""
+        ...
+
+
+@runtime_checkable
+class ValidatedTask(Task, Protocol):
+    def hold_out(self, fraction: float, seed: int) -> None:
+        """Set aside `fraction` of the training data (or episodes) as a validation set that
+        fitness never sees. Idempotent: a second call re-splits the original training data."""
+        ...
+
+    def validation_losses(self, genomes: Tensor, chunks: int) -> Tensor:
+        """`(P, n)` genomes -> `(P, chunks)`: the loss on each of `chunks` disjoint parts of the
+        validation set, the same parts for every member (a paired comparison)."""
         ...
 
 
