@@ -20,6 +20,15 @@ OUTPUT_LAYER = ["<output layer>"]  # placeholder: `output_layer(task.spec)` at r
 #: placeholders resolved per compressor at run time (`decoder_head`): its output layer's bias,
 #: its output layer's weight
 DECODER_HEAD = ("<decoder output bias>", "<decoder output weight>")
+#: placeholder resolved at run time (`zoo_network`): the best network of the compressor's zoo,
+#: shipped beside it (`best_zoo_network.safetensors`): the network a user of that family has
+ZOO_NETWORK = "<best zoo network>"
+#: validation-gated reporting (issue 33): 10 % of the training data held out, a challenger
+#: replaces the reported network only if better by more than 1 paired standard error (8 parts)
+VALIDATION = {"enabled": True, "fraction": 0.1, "chunks": 8, "z": 1.0}
+#: a run long enough that the evaluation budget ends it: with `switch.final_direct_generations`
+#: as large, the run is in its direct phase from the first generation on
+ALWAYS = 10**7
 DIRECT_CMA_MAX_DIM = 2000  # full-covariance CMA-ES: d x d matrix and O(d^2)+ work per generation
 
 
@@ -108,6 +117,27 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
             },
         }
     )
+    # issue 33: validation-gated reporting, and the baseline a user with a zoo really has: the
+    # zoo's best network refined by direct OpenAI-ES (the whole genome, or the output layer
+    # alone: a latent run whose switch puts it in direct space over `layers.2.*` from the first
+    # generation; its latent strategy never plays). Every start network is evaluated first
+    # (counted) and is the network to beat on validation.
+    from_net = {"kind": "network", "path": ZOO_NETWORK}
+    direct = methods["direct-openai-es"]
+    methods.update(
+        {
+            "portfolio-val": {**default, "init": from_net, "validation": VALIDATION},
+            "portfolio-val-prior": {**default, "validation": VALIDATION},
+            "zoo-best-direct": {**direct, "init": from_net, "validation": VALIDATION},
+            "zoo-best-direct-head": {
+                **cma,
+                "init": from_net,
+                "validation": VALIDATION,
+                "generations": ALWAYS,
+                "switch": {**SWITCH, "tensors": OUTPUT_LAYER, "final_direct_generations": ALWAYS},
+            },  # fmt: skip
+        }
+    )
     # fitness on a fresh training minibatch each generation, the best re-scored on each: what
     # keeps a search from over-fitting one fixed sample of an unseen task's data
     for k in MINIBATCH:
@@ -115,7 +145,14 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
     return methods
 
 
-BASELINES = ("sgd", "zoo-best", "zoo-best-noise", "zoo-avg-top", "prior-best-of-n")
+BASELINES = (
+    "sgd",
+    "zoo-best",
+    "zoo-best-network",
+    "zoo-best-noise",
+    "zoo-avg-top",
+    "prior-best-of-n",
+)
 ALL_METHODS = (*evolve_methods(), *BASELINES, *EXTERNAL)
 # methods that read the zoo (memorisation baselines, zoo warm start)
 ZOO_METHODS = (
@@ -156,6 +193,11 @@ LABELS = {
     "direct-cma": "direct CMA-ES",
     "sgd": "SGD (Adam)",
     "zoo-best": "best zoo checkpoint",
+    "zoo-best-network": "best zoo network (the bundle's best_zoo_network.safetensors)",
+    "portfolio-val": "default search + validation, from the best zoo network",
+    "portfolio-val-prior": "default search + validation, from the best of 256 prior samples",
+    "zoo-best-direct": "best zoo network + direct OpenAI-ES (whole genome) + validation",
+    "zoo-best-direct-head": "best zoo network + direct OpenAI-ES (output layer) + validation",
     "zoo-best-noise": "best zoo checkpoint + Gaussian noise (σ tuned)",
     "zoo-avg-top": "average of top-k zoo checkpoints",
     "prior-best-of-n": "best of N prior samples",

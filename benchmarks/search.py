@@ -29,7 +29,9 @@ from latent_evo.benchmarks.methods import (  # noqa: F401  (re-exported: cli, te
     PORTFOLIO,
     SWITCH,
     TRANSFER_QUICK,
+    VALIDATION,
     ZOO_METHODS,
+    ZOO_NETWORK,
     evolve_methods,
     output_layer,
     resolve_decoder_head,
@@ -108,6 +110,22 @@ def find_compressor(path: str | None) -> Path:
     return cands[-1].parent
 
 
+def zoo_network(comp) -> Path:
+    """The best network of the compressor's zoo, shipped beside it (the bundle's)."""
+    from latent_evo.compressor.hub import bundled_compressor_path
+
+    path = Path(getattr(comp, "source_path", None) or bundled_compressor_path())
+    return path / "best_zoo_network.safetensors"
+
+
+def heldout_loss(task, genome: torch.Tensor, seed: int) -> float:
+    """Mean loss of `genome` on the validation split a validated run with this seed holds out
+    (`VALIDATION`), computed on a copy of the task; a run without validation trained on it."""
+    t = copy.deepcopy(task)
+    t.hold_out(VALIDATION["fraction"], seed)
+    return float(t.validation_losses(genome[None], VALIDATION["chunks"]).mean())
+
+
 def run_method(
     name: str, task, comp, zoo: Path, budget: int, seed: int, eval_every: int, sgd_steps: int,
     progress: bool,
@@ -117,6 +135,14 @@ def run_method(
     # every run gets its own copy: online fine-tuning updates the compressor in place, and a
     # fine-tuned compressor must not leak into the next run
     comp = copy.deepcopy(comp) if comp is not None else None
+    if name == "zoo-best-network":  # one evaluation: the network the user already has
+        from latent_evo.evolution.sources import load_network_genome
+
+        t0, tr = time.perf_counter(), Tracker(task, eval_every * POP)
+        tr.add(load_network_genome(zoo_network(comp), task.spec)[None], force_log=True)
+        r = tr.result(time.perf_counter() - t0, note=f"`{zoo_network(comp)}`, evaluated once "
+                      "(ranking the zoo is not counted, here or in the runs started from it)")  # fmt: skip
+        return {**r, "val_loss": heldout_loss(task, tr.best_g, seed)}
     if name in BASELINES:
         return run_baseline(name, task, comp, zoo, budget, seed, eval_every * POP, sgd_steps)
     if name in EXTERNAL:
@@ -137,27 +163,41 @@ def run_method(
     resolve_decoder_head(opts, comp)
     if opts["init"]["kind"] == "zoo":
         opts["init"]["path"] = str(zoo)
+    if opts["init"].get("path") == ZOO_NETWORK:
+        opts["init"]["path"] = str(zoo_network(comp))
+    # a validated run holds out part of the task's training data: on its own copy, so the
+    # runs after it train on the whole split
+    run_task = copy.deepcopy(task) if opts.get("validation", {}).get("enabled") else task
+    generations = opts.pop("generations", None)  # None: the evaluation budget ends the run
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     if opts.get("compressor") == "fresh":  # the run builds its own
         comp = opts.pop("compressor")
     res = evolve(
-        task=task, compressor=comp if opts["mode"] != "direct" else None, evaluations=budget,
-        generations=None, seed=seed, device="cpu", progress=progress, eval_every=eval_every,
+        task=run_task, compressor=comp if opts["mode"] != "direct" else None,
+        evaluations=budget, generations=generations, seed=seed,
+        device="cpu", progress=progress, eval_every=eval_every,
         **opts,
     )  # fmt: skip
     wall = time.perf_counter() - t0
     if res.interrupted:  # SIGINT / SIGTERM: the whole benchmark stops, not just this run
         raise KeyboardInterrupt(f"{name}, seed {seed}: stopped by a signal")
     hist = [
-        {k: h[k] for k in ("evaluations", "best_fitness", "test_accuracy", "test_loss") if k in h}
+        {
+            k: h[k]
+            for k in ("evaluations", "best_fitness", "test_accuracy", "test_loss", "val_loss")
+            if k in h
+        }
         for h in res.history
         if "test_accuracy" in h
     ]
     return {
         "history": hist, "events": res.events, "evaluations": res.evaluations,
         "best_fitness": res.best_fitness, "test": res.test_metrics, "wall_s": wall,
-        "options": opts,
+        "options": opts, "validated": res.validation_loss is not None,
+        # the reported network's loss on the held-out split (the run's own, where validated)
+        "val_loss": res.validation_loss if res.validation_loss is not None
+        else heldout_loss(task, res.best_genome, seed),
     }  # fmt: skip
 
 
@@ -201,9 +241,12 @@ def summarize(setting: dict[str, Any], thresholds: list[float]) -> list[dict[str
             ok = [h for h in hits if h is not None]
             reach[f"{t:.3f}"] = (statistics.median(ok) if ok else None, len(ok), len(runs))
         bpc = [r["test"]["test_bpc"] for r in runs if "test_bpc" in r["test"]]
+        val = [r["val_loss"] for r in runs if r.get("val_loss") is not None]
         rows.append({
             "method": name, "acc_mean": m, "acc_std": s, "seeds": len(runs),
             "bpc": _mean_std(bpc) if len(bpc) == len(runs) else None,
+            "val": _mean_std(val) if len(val) == len(runs) else None,
+            "validated": all(r.get("validated") for r in runs),
             "evaluations": runs[0].get("evaluations"),
             "wall_s": statistics.fmean(r["wall_s"] for r in runs), "reach": reach,
             "note": runs[0].get("note", ""),
@@ -245,6 +288,13 @@ def plot_setting(setting: dict[str, Any], path: Path, budget: int, title: str) -
     plt.close(fig)
 
 
+def _val_cell(r: dict[str, Any]) -> str:
+    """Held-out loss of the reported network; `*`: the run never held it out (trained on it)."""
+    if not r.get("val"):
+        return "— | "
+    return f"{r['val'][0]:.4f} ± {r['val'][1]:.4f}{'' if r.get('validated') else ' *'} | "
+
+
 def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) -> str:
     lines = [
         "# Search-efficiency benchmark (`latent-evo bench search`)",
@@ -264,6 +314,7 @@ def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) 
         sgd = [r for r in rows if r["method"] == "sgd"]
         sgd_acc = sgd[0]["acc_mean"] if sgd else float("nan")
         text = any(r.get("bpc") for r in rows)  # language models: bits per char too
+        val = any(r.get("val") for r in rows)  # held-out loss of the reported network
         thr_keys = [f"{t:.3f}" for t in thresholds] + (
             [f"{0.9 * sgd_acc:.3f}"] if sgd_acc == sgd_acc else []
         )
@@ -277,16 +328,18 @@ def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) 
             "",
             "| method | test acc (mean ± std) | "
             + ("test bits/char | " if text else "")
+            + ("val loss | " if val else "")
             + "evals used | wall s / run | "
             + " | ".join(f"evals to {k}" for k in thr_keys)
             + " |",
-            "|---|---:|---:|---:|" + "---:|" * (len(thr_keys) + text),
+            "|---|---:|---:|---:|" + "---:|" * (len(thr_keys) + text + val),
         ]
         for r in rows:
             label = LABELS.get(r["method"], r["method"])
             if "skipped" in r:
                 lines.append(
-                    f"| {label} | skipped: {r['skipped']} |" + " |" * (2 + text + len(thr_keys))
+                    f"| {label} | skipped: {r['skipped']} |"
+                    + " |" * (2 + text + val + len(thr_keys))
                 )
                 continue
             cells = []
@@ -304,10 +357,15 @@ def search_report(prov: dict, results: dict[str, Any], thresholds: list[float]) 
                     if text
                     else ""
                 )  # fmt: skip
+                + (_val_cell(r) if val else "")
                 + f"{ev} | "
                 f"{r['wall_s']:.1f} | " + " | ".join(cells) + " |"
             )
         notes = [(LABELS.get(r["method"], r["method"]), r.get("note")) for r in rows]
+        if val:
+            notes.insert(0, ("val loss", "mean loss of the reported network on the 10 % of the "
+                             "training split a validated run with the same seed holds out (8 "
+                             "parts); * marks runs without validation, which trained on it"))  # fmt: skip
         lines += ["", *(f"- {lab}: {n}" for lab, n in notes if n), ""]
     return "\n".join(lines) + "\n"
 
