@@ -128,6 +128,18 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         {
             "portfolio-val": {**default, "init": from_net, "validation": VALIDATION},
             "portfolio-val-prior": {**default, "validation": VALIDATION},
+            # diagnostic: a challenger wins on any mean improvement on validation (z 0)
+            "portfolio-val-z0": {
+                **default,
+                "init": from_net,
+                "validation": {**VALIDATION, "z": 0.0},
+            },
+            # diagnostic: a tenth of the prior samples (a short budget pays 256 of them first)
+            "portfolio-val-prior32": {
+                **default,
+                "init": {"kind": "prior", "samples": 32},
+                "validation": VALIDATION,
+            },
             "zoo-best-direct": {**direct, "init": from_net, "validation": VALIDATION},
             "zoo-best-direct-head": {
                 **cma,
@@ -196,6 +208,8 @@ LABELS = {
     "zoo-best-network": "best zoo network (the bundle's best_zoo_network.safetensors)",
     "portfolio-val": "default search + validation, from the best zoo network",
     "portfolio-val-prior": "default search + validation, from the best of 256 prior samples",
+    "portfolio-val-z0": "default search + validation (z 0), from the best zoo network",
+    "portfolio-val-prior32": "default search + validation, from the best of 32 prior samples",
     "zoo-best-direct": "best zoo network + direct OpenAI-ES (whole genome) + validation",
     "zoo-best-direct-head": "best zoo network + direct OpenAI-ES (output layer) + validation",
     "zoo-best-noise": "best zoo checkpoint + Gaussian noise (σ tuned)",
