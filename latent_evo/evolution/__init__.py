@@ -16,6 +16,7 @@ incumbent.py     the best network known, and when a challenger replaces it
 sources.py       starting genomes from a network file or a zoo
 result.py        `EvolveResult`, and the device a run resolves to
 progress.py      the run's progress bar
+run_state.py     a run's state gathered for checkpoints and put back
 checkpoint.py    atomic safetensors + JSON checkpoints (a killed run resumes bit-identically)
 distributed.py   sharding a population over torch.distributed ranks
 plots.py         the run directory's fitness / accuracy plot and summary table
