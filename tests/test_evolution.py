@@ -177,9 +177,21 @@ def test_init_from_zoo_top_k_and_from_a_network(task, compressor, zoo, tmp_path)
     path = tmp_path / "net.safetensors"
     save_file({k: v.contiguous() for k, v in task.spec.unflatten(zoo[5]).items()}, str(path))
     run = LatentEvolution(task, compressor, "cma_es", {"seed": 0,
-                          "init": {"kind": "network", "path": str(path)}})  # fmt: skip
+                          "init": {"kind": "network", "path": str(path), "lossy_tol": None}})  # fmt: skip
     run.initialize()
     assert torch.allclose(run.strategy.mean, compressor.encode_genomes(zoo[5][None])[0])
+    # by default a network the decoder cannot reproduce is searched around itself (residual)
+    net = zoo[-1]  # a trained network the small compressor decodes worse
+    save_file({k: v.contiguous() for k, v in task.spec.unflatten(net).items()}, str(path))
+    with torch.no_grad():
+        f_net = float(task.fitness_genomes(net[None])[0])
+        copy = compressor.decode_genomes(compressor.encode_genomes(net[None]))
+        assert float(task.fitness_genomes(copy)[0]) > 1.001 * f_net  # this compressor is lossy
+    run = LatentEvolution(task, compressor, "cma_es", {"seed": 0,
+                          "init": {"kind": "network", "path": str(path), "lossy_tol": 0.001}})  # fmt: skip
+    run.initialize()
+    assert run.cfg.mode == "residual" and run.events[0]["event"] == "residual_start"
+    assert torch.equal(run.space.base, net) and run.best_fitness == pytest.approx(f_net)
 
 
 def test_switch_to_direct_when_latent_stalls(task, compressor):

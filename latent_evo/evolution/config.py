@@ -48,6 +48,10 @@ class InitConfig:
     #: prior: evaluate this many samples and start from the best (0: start from the first
     #: sample, unevaluated); a bad first draw is what a short search cannot recover from
     samples: int = 0
+    #: network, latent mode: when the decoder's copy of the network (decode(encode(net))) is
+    #: worse by more than this fraction of its fitness, search around the network itself
+    #: (mode residual, base = the network) instead of its decoded image; None: never
+    lossy_tol: float | None = 0.01
 
 
 @dataclass

@@ -51,7 +51,7 @@ from latent_evo.evolution.progress import RunProgress
 from latent_evo.evolution.rebase import maybe_rebase
 from latent_evo.evolution.result import EvolveResult, resolve_device
 from latent_evo.evolution.run_state import RunState
-from latent_evo.evolution.sources import load_network_genome, starting_points
+from latent_evo.evolution.sources import decoding_loss, load_network_genome, starting_points
 from latent_evo.evolution.spaces import SearchSpace
 from latent_evo.evolution.surrogate import screen
 from latent_evo.evolution.switch import Switcher
@@ -123,6 +123,17 @@ class LatentEvolution(RunState):
         self.callbacks = list(callbacks)
         self.n = self.task.spec.numel
         self.compressor = make_compressor(cfg, compressor, self.task, self.device)
+        spent, self.events = 0, []  # switches, re-bases, fine-tunes, early stops...
+        tol = cfg.init.lossy_tol
+        if cfg.mode == "latent" and cfg.init.kind == "network" and tol is not None:
+            genome = load_network_genome(cfg.init.path, self.task.spec).to(self.device)
+            f_net, f_copy = decoding_loss(self.compressor, genome, self._evaluate_genomes)
+            spent = 2
+            if f_copy > f_net + tol * abs(f_net):  # the decoder cannot reproduce the network
+                residual = dataclasses.replace(cfg.residual, base=cfg.init.path)
+                self.cfg = cfg = dataclasses.replace(cfg, mode="residual", residual=residual)
+                self.events.append({"generation": 0, "event": "residual_start", "network":
+                                    f_net, "decoded": f_copy})  # fmt: skip
         self.space: SearchSpace = make_space(cfg, self.task, self.compressor)
         seed_ = cfg.seed
         # the phase, and the direct phase's own strategy and space after a switch -- or, with a
@@ -155,12 +166,11 @@ class LatentEvolution(RunState):
             Warmup(ft.warmup, self.ctx) if self.archive is not None and ft.warmup.enabled else None
         )
         self.generation = 0
-        self.evaluations = 0
+        self.evaluations = spent  # the decoding check, if any
         self.saved_evaluations = 0  # offspring the surrogate screened out
         batch_of = self.task.batch if self._fresh_batches else None
         self.incumbent = Incumbent(self._evaluate_genomes, batch_of, seed_)
         self.history: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
         self.initialized = False
         self._stop = False
 

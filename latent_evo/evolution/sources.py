@@ -62,6 +62,17 @@ def prior_codes(
     return codes[order], f[order], genomes[order]
 
 
+def decoding_loss(
+    compressor: Any, genome: Tensor, evaluate: Callable[[Tensor], Tensor]
+) -> tuple[float, float]:
+    """Fitness of `genome (n,)` and of the compressor's copy of it, decode(encode(genome)): how
+    much a search around its decoded image would start behind the network itself."""
+    with torch.no_grad():
+        copy = compressor.decode_genomes(compressor.encode_genomes(genome[None]))  # (1, n)
+    f = evaluate(torch.cat([genome[None], copy.to(genome.dtype)]))  # (2,)
+    return float(f[0]), float(f[1])
+
+
 def starting_points(
     cfg: Any,
     task: Any,
