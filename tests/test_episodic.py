@@ -277,6 +277,8 @@ def test_rollout_equals_plain_gymnasium(env, kwargs):
 def test_bad_input_names_env_and_culprit():
     with pytest.raises(ValueError, match="NoSuchEnv-v0"):
         EpisodicTask("gym:NoSuchEnv-v0")
+    with pytest.raises(ValueError, match=r"'factory'.*no time limit.*max_steps=N"):
+        EpisodicTask(_walk_factory())
     with pytest.raises(ValueError, match="Dict"):
         EpisodicTask(_walk_factory(dict_obs=True), max_steps=20)
     with pytest.raises(ValueError, match=r"does not fit the action space.*CartPole-v1"):

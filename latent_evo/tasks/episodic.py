@@ -145,9 +145,10 @@ class EpisodicTask:
                     max_episode_steps=self.max_steps, backend=self.backend, **self.env_kwargs,
                 )  # fmt: skip
             except (ValueError, TypeError) as e:
-                if self.env_id in str(e):
+                hint = " (EpisodicTask: max_steps=N)" if "max_episode_steps" in str(e) else ""
+                if self.env_id in str(e) and not hint:
                     raise
-                raise ValueError(f"environment {self.env_id!r}: {e}") from e
+                raise ValueError(f"environment {self.env_id!r}: {e}{hint}") from e
             except Exception as e:  # gymnasium.error.NameNotFound, a user factory's own error
                 raise ValueError(f"environment {self.env_id!r} cannot be built: {e}") from e
         return self._envs[num_envs]
@@ -263,17 +264,19 @@ class EpisodicTask:
         self._envs, self._member_variant_envs = {}, set()
         return self
 
-    def batch(self, step_or_generator: int | torch.Generator) -> Tensor:
-        """The E episode seeds `(E,)` of generation `step` (or drawn from a generator), in
-        [0, 2^30). A new `step` also starts a new generation of observation statistics."""
+    def batch(self, step_or_generator: int | torch.Generator, size: int | None = None) -> Tensor:
+        """The episode seeds `(E,)` of generation `step` (or drawn from a generator), in
+        [0, 2^30); E = `size` (default `episodes`). A new `step` also starts a new generation
+        of observation statistics."""
+        n = self.episodes if size is None else int(size)
         if isinstance(step_or_generator, torch.Generator):
-            return torch.randint(0, TRAIN_SEED_LIMIT, (self.episodes,), generator=step_or_generator)
+            return torch.randint(0, TRAIN_SEED_LIMIT, (n,), generator=step_or_generator)
         step = int(step_or_generator)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 1)
         if step != self._stats_step and self.obs_norm is not None:
             self.obs_norm.commit()
         self._stats_step = step
-        return torch.randint(0, TRAIN_SEED_LIMIT, (self.episodes,), generator=gen)
+        return torch.randint(0, TRAIN_SEED_LIMIT, (n,), generator=gen)
 
     def fitness_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
         """`(P, n)` -> `(P,)` minus the mean return over the E episodes of `batch` (the seeds;
