@@ -457,9 +457,77 @@ def _fmt(x: Any, nd: int = 0) -> str:
     return f"{x:,.{nd}f}"
 
 
+def verdicts(res: dict[str, Any]) -> list[str]:
+    """One line per target of issue 30, from the measurements (met or missed, with numbers)."""
+    out = []
+    for env_id, sp in res.get("speed", {}).items():
+        rows = [(p, k, r) for p, row in sp["populations"].items() for k, r in row.items()]
+        off = [(p, r) for p, k, r in rows if k == "no_obs_norm"]
+        lo = min(r["ratio_of_medians"] for _, r in off)
+        hi = max(r["ratio_of_medians"] for _, r in off)
+        fast = [r["ratio_vs_numpy_vec"] for _, r in off if r.get("ratio_vs_numpy_vec")]
+        extra = (f"; against VecGymNE on Gymnasium's numpy vector env {min(fast):.2f}x to "
+                 f"{max(fast):.2f}x" if fast else "")  # fmt: skip
+        if any(k == "obs_norm" for _, k, _ in rows):
+            on = [r["ratio_of_medians"] for _, k, r in rows if k == "obs_norm"]
+            extra += f"; obs. norm on (fresh policies): {min(on):.2f}x"
+        span = f"{lo:.2f}x" if len(off) == 1 else f"{lo:.2f}x to {hi:.2f}x (by population)"
+        out.append(
+            f"Speed, {env_id}, P={sp['popsize']} x E={sp['episodes']}, obs. norm off: ours {span} "
+            f"EvoTorch's VecGymNE steps/s (target >= 1.5x: "
+            f"{'met' if lo >= 1.5 else 'missed'}){extra}."
+        )
+        shares = [r["forward_share"] for _, _, r in rows]
+        floor = [r["forward_share_at_bmm_floor"] for _, _, r in rows]
+        cost = [r["us_vmap_forward"] / r["us_bmm_forward"] for _, _, r in rows]
+        out.append(
+            f"Forward share, {env_id}: {100 * min(shares):.0f} % to {100 * max(shares):.0f} % of "
+            f"our rollout (target <= 25 %: {'met' if max(shares) <= 0.25 else 'missed'}). "
+            f"`vmap(functional_call)` costs {min(cost):.1f}x to {max(cost):.1f}x the same MLP "
+            "written as a `baddbmm` + tanh chain; at the chain's cost the share would be "
+            f"{100 * min(floor):.0f} % to {100 * max(floor):.0f} %."
+        )
+    for env_id, eff in res.get("efficiency", {}).items():
+        for key, crit in CRITERIA.items():
+            best = {}
+            for lib in ("ours", "evotorch"):
+                cands = [(m, _summary(r, key)) for m, r in eff["runs"].items()
+                         if m.startswith(lib + ":")]  # fmt: skip
+                cands = [c for c in cands if c[1]["solved"]]
+                if cands:
+                    best[lib] = min(cands, key=lambda c: (-c[1]["solved"], c[1]["median_episodes"]))
+            if len(best) < 2:
+                who = (f"only {LABEL[next(iter(best.values()))[0]]}" if best
+                       else "no method of either library")  # fmt: skip
+                out.append(f"Sample efficiency, {env_id} to {eff['threshold']:g} ({crit}): "
+                           f"{who} reached it within the caps ({eff.get('time_cap', '?')} s, "
+                           f"{len(next(iter(eff['runs'].values())))} seeds).")  # fmt: skip
+                continue
+            (mo, so), (me, se) = best["ours"], best["evotorch"]
+            ok = so["solved"] >= se["solved"] and so["median_episodes"] <= se["median_episodes"]
+            out.append(
+                f"Sample efficiency, {env_id} to {eff['threshold']:g} ({crit}): "
+                f"{LABEL[mo]} {_fmt(so['median_episodes'])} episodes (median, "
+                f"{so['solved']}/{so['seeds']} seeds) vs {LABEL[me]} "
+                f"{_fmt(se['median_episodes'])} ({se['solved']}/{se['seeds']}): "
+                f"{se['median_episodes'] / so['median_episodes']:.1f}x fewer for ours (target: "
+                f"no more than EvoTorch's: {'met' if ok else 'missed'})."
+            )
+    for env_id, pp in res.get("ppo", {}).items():
+        for key, entry in pp.get("budgets", {}).items():
+            if entry["runs"]:
+                rets = [r["test_return"] for r in entry["runs"].values()]
+                out.append(
+                    f"PPO reference, {env_id}, at {entry['env_steps']:,} steps ({CRITERIA[key]} "
+                    f"budget): median test return {_median(rets):.1f} over {len(rets)} seeds."
+                )
+    return out
+
+
 def report(res: dict[str, Any], out: Path) -> None:
     lines = ["# RL: latent-evo vs EvoTorch (VecGymNE) and SB3 PPO", ""]
     lines += provenance_md(res["provenance"]) + [""]
+    lines += ["## Against issue 30's targets", "", *[f"- {v}" for v in verdicts(res)], ""]
     for env_id, sp in res.get("speed", {}).items():
         lines += [f"## Speed: {env_id}, one rollout of P={sp['popsize']} policies x "
                   f"E={sp['episodes']} episodes", "",
