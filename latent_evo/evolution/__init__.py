@@ -2,7 +2,8 @@
 
 loop.py          `LatentEvolution`: the run, its state and its result
 evolve.py        `evolve()`: keyword options -> one typed config -> a finished run
-config.py        `EvolveConfig`: every option of a run, from YAML or dicts
+config.py        `EvolveConfig`: every option of a run, from YAML or dicts, checked once
+sections.py      the config's sections, one dataclass per concern
 spaces.py        search spaces: latent, residual around a base, direct, a subset of tensors,
                  latent code + decoder parameters
 factory.py       the search space of a mode, a strategy over a space, seed offsets
@@ -12,7 +13,8 @@ portfolio.py     the default search: generations go to the space that lately imp
 surrogate.py     pre-screening offspring with the compressor's fitness head
 rebase.py        moving a latent search onto a genome (residual re-basing, re-centring)
 finetune.py      online fine-tuning of the compressor on evaluated genomes, re-encoding, warm-up
-incumbent.py     the best network known, and when a challenger replaces it
+incumbent.py     the best network known, when a challenger replaces it, the validation gate
+minibatch.py     fresh minibatches that grow when their noise hides progress
 sources.py       starting genomes from a network file or a zoo
 result.py        `EvolveResult`, and the device a run resolves to
 progress.py      the run's progress bar

@@ -46,6 +46,7 @@ from latent_evo.evolution.factory import (
 )
 from latent_evo.evolution.finetune import Archive, Warmup, finetune_and_reencode
 from latent_evo.evolution.incumbent import Incumbent, ValidationGate
+from latent_evo.evolution.minibatch import BatchSchedule
 from latent_evo.evolution.portfolio import Portfolio
 from latent_evo.evolution.progress import RunProgress
 from latent_evo.evolution.rebase import maybe_rebase
@@ -168,7 +169,8 @@ class LatentEvolution(RunState):
         self.generation = 0
         self.evaluations = spent  # the decoding check, if any
         self.saved_evaluations = 0  # offspring the surrogate screened out
-        batch_of = self.task.batch if self._fresh_batches else None
+        self.schedule = BatchSchedule(cfg.minibatch)  # fresh minibatches: their size
+        batch_of = self._independent_batch if self._fresh_batches else None
         self.incumbent = Incumbent(self._evaluate_genomes, batch_of, seed_)
         self.history: list[dict[str, Any]] = []
         self.initialized = False
@@ -186,8 +188,11 @@ class LatentEvolution(RunState):
     # ------------------------------------------------------------------ evaluation
     def _batch(self) -> Any:
         if self._fresh_batches:
-            return self.task.batch(self.generation)
+            return self.task.batch(self.generation, self.schedule.size)
         return None
+
+    def _independent_batch(self, generator: torch.Generator) -> Any:
+        return self.task.batch(generator, self.schedule.size)  # a challenger's second batch
 
     @property
     def _fresh_batches(self) -> bool:
@@ -280,7 +285,8 @@ class LatentEvolution(RunState):
         if event is not None:
             self.events.append(event)
         strat, space = self.switcher.active(self.strategy, self.space)
-        self.evaluations += self.incumbent.rescore(self._batch())
+        rescored = self.incumbent.rescore(self._batch())
+        self.evaluations += rescored
         x = strat.ask()  # (P, d)
         record: dict[str, Any] = {}
         if self.cfg.surrogate.enabled and self.phase == "latent" and self.compressor is not None:
@@ -295,6 +301,10 @@ class LatentEvolution(RunState):
         strat.tell(f_all)
         best_before = self.best_fitness
         version = self.incumbent.version
+        if rescored:  # the incumbent's score on this batch vs the members' spread on it
+            grow = self.schedule.observe(self.best_fitness, f_true)
+            if grow is not None:
+                self.events.append({"generation": self.generation + 1, **grow})
         self._record_best(f_true, g, confirm=True)
         if self.gate is not None:
             self.gate.since += 1

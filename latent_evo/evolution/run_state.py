@@ -58,6 +58,7 @@ class RunState:
             generation=self.generation, evaluations=self.evaluations,
             saved_evaluations=self.saved_evaluations, best_fitness=self.best_fitness,
             initialized=self.initialized, history=self.history, events=self.events,
+            incumbent_version=self.incumbent.version, minibatch=self.schedule.state(),
             config=self.cfg.to_dict(),
         )  # fmt: skip
         return t, meta
@@ -84,6 +85,9 @@ class RunState:
         self.generation, self.evaluations = meta["generation"], meta["evaluations"]
         self.saved_evaluations = meta["saved_evaluations"]
         self.incumbent.fitness = meta["best_fitness"]
+        self.incumbent.version = meta.get("incumbent_version", 0)
+        if "minibatch" in meta:
+            self.schedule.load(meta["minibatch"])
         if self.gate is not None:
             gate_t = on_device(unprefixed("validation", tensors), dev)
             self.gate.load_state_dict(gate_t, meta["validation"])

@@ -176,12 +176,13 @@ class SupervisedTask:
         idx = torch.randperm(n, generator=generator)[:size].to(self.device)
         return self.train_data[0][idx], self.train_data[1][idx]
 
-    def batch(self, step_or_generator: int | torch.Generator) -> Batch:
-        """`batch(step)` is a pure function of (task seed, step); a generator is used as is."""
+    def batch(self, step_or_generator: int | torch.Generator, size: int | None = None) -> Batch:
+        """`batch(step)` is a pure function of (task seed, step); a generator is used as is.
+        `size` examples (default `batch_size`)."""
         if isinstance(step_or_generator, torch.Generator):
-            return self.sample_batch(step_or_generator)
+            return self.sample_batch(step_or_generator, size)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(step_or_generator))
-        return self.sample_batch(gen)
+        return self.sample_batch(gen, size)
 
     def fitness_batch(self) -> Batch:
         """The fixed batch used when `fitness(batch=None)`."""

@@ -19,10 +19,10 @@ What RL users expect of an ES library, and where it lives:
   * counters: `episodes` and `env_steps` (steps of environments still in their episode) of
     every fitness rollout; `evaluate` rollouts are counted apart, as `test_episodes` and
     `test_env_steps`, so the training budget is what it says.
-  * torchrun: the loop hands each rank a slice of the population; every fitness call sums its
-    observation statistics and counters over the ranks (one all-reduce), so all ranks keep the
-    same statistics. Rollouts every rank runs in full (the re-scored incumbent) count once per
-    rank: the work was done that many times.
+  * torchrun: the loop hands each rank a slice of the population; every fitness call gathers
+    its observation sums and counters from all ranks (one collective), so every rank keeps the
+    same statistics, and a run's counters equal a single process's (a rollout every rank runs
+    in full, the re-scored incumbent, counts once; `rollout.reduce_over_ranks`).
   * per-member physical parameters: `set_member_params({name: (P,)})` -- member p's E episodes
     run variant p (policy zoos train one variant per member).
 """
@@ -42,9 +42,9 @@ from latent_evo.genome import GenomeSpec
 from latent_evo.tasks.obsnorm import RunningObsNorm
 from latent_evo.tasks.rollout import (
     NonFiniteEnvError,
-    all_reduce_work,
     batched_rollout,
     distributed,
+    reduce_over_ranks,
 )
 
 __all__ = ["EpisodicTask", "NonFiniteEnvError", "gym_task"]
@@ -293,7 +293,7 @@ class EpisodicTask:
             returns, lengths = self.rollout(genomes, seeds, sums)
         work = torch.tensor([returns.numel(), int(lengths.sum())], dtype=torch.float64)
         if distributed():  # every rank's observations and work (see the module docstring)
-            work, sums = all_reduce_work(work, sums, self.device)
+            work, sums = reduce_over_ranks(genomes, work, sums, self.device)
         if norm is not None:
             norm.add_pending(sums)
         self._count["episodes"] += int(work[0])

@@ -53,9 +53,10 @@ class Task(Protocol):
 
 @runtime_checkable
 class MinibatchTask(Task, Protocol):
-    def batch(self, step_or_generator: int | torch.Generator) -> Any:
+    def batch(self, step_or_generator: int | torch.Generator, size: int | None = None) -> Any:
         """The fitness data of generation `step` (a pure function of the task's seed and `step`),
-        or drawn from a generator; passed back to `fitness_genomes(genomes, batch)`."""
+        or drawn from a generator; passed back to `fitness_genomes(genomes, batch)`. `size`:
+        how many examples (or episodes); None: the task's default."""
         ...
 
 
