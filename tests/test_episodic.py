@@ -335,3 +335,36 @@ def test_shipped_config_runs_through_the_cli_and_resumes(tmp_path):
     assert [int(r["generation"]) for r in rows] == [1, 2, 3]
     assert 0 < int(rows[0]["episodes"]) < int(rows[-1]["episodes"])  # counters survive the resume
     assert "| test_return |" in (run / "summary.md").read_text() and (run / "plot.png").exists()
+
+
+def test_torchrun_two_ranks_equal_single_process(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+
+    from latent_evo.cli.evolve import main
+
+    cfg = yaml.safe_load(
+        (Path(__file__).parents[1] / "configs/evolve/cartpole-direct.yaml").read_text()
+    )
+    cfg.update(generations=3, eval_every=0, checkpoint_every=0)
+    cfg["task"]["overrides"]["max_steps"] = 80
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert (
+        main(["--config", str(path), "--run-dir", str(tmp_path / "single"), "--no-progress"]) == 0
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", str(port), "-m", "latent_evo.cli", "evolve", "--config", str(path),
+           "--run-dir", str(tmp_path / "multi"), "--no-progress"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    out = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    single, multi = ((tmp_path / d / "history.csv").read_text() for d in ("single", "multi"))
+    assert multi == single  # the same returns, and episodes counted once, not once per rank

@@ -114,11 +114,24 @@ def distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def all_reduce_work(
-    work: Tensor, sums: Tensor | None, device: torch.device
+def reduce_over_ranks(
+    genomes: Tensor, work: Tensor, sums: Tensor | None, device: torch.device
 ) -> tuple[Tensor, Tensor | None]:
-    """Sum `work (2,)` (episodes, environment steps) and the observation sums over the ranks in
-    one collective, on the task's device (NCCL reduces CUDA tensors only)."""
-    flat = work.to(device) if sums is None else torch.cat([work.to(sums.device), sums])
-    torch.distributed.all_reduce(flat)  # (2 [+ 1 + 2 * obs_dim],)
-    return flat[:2].cpu(), (None if sums is None else flat[2:])
+    """`work (2,)` (episodes, environment steps) and the observation `sums` of this fitness call
+    over all ranks, in one `all_gather` on the task's device (NCCL moves CUDA tensors only).
+
+    A sharded call (each rank its slice of the population) adds the ranks' parts; a replicated
+    call (every rank scoring the same genomes: the re-scored incumbent, a challenger's second
+    batch) counts once, so counters and statistics equal a single process's. Which one it was
+    is read off a fingerprint of the genomes (count, sum, sum of squares)."""
+    g = genomes.detach().double()
+    fingerprint = torch.stack([torch.tensor(float(len(g))), g.sum().cpu(), g.square().sum().cpu()])
+    parts = [fingerprint, work] + ([sums.cpu()] if sums is not None else [])
+    flat = torch.cat(parts).to(device)  # (3 + 2 [+ 1 + 2 * obs_dim],)
+    rows = [torch.empty_like(flat) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(rows, flat)
+    table = torch.stack(rows).cpu()  # (ranks, 5 [+ 1 + 2 * obs_dim])
+    replicated = bool((table[:, :3] == table[:1, :3]).all())
+    total = table[0] if replicated else table.sum(0)
+    out_sums = None if sums is None else total[5:].to(sums.device)
+    return total[3:5], out_sums
