@@ -16,7 +16,7 @@ from torch import nn
 import latent_evo
 from latent_evo import LatentEvolution
 from latent_evo.evolution.plots import plot_history
-from latent_evo.models.policy import Policy
+from latent_evo.models.policy import Policy, population_forward_fn
 from latent_evo.tasks import get_task
 from latent_evo.tasks.episodic import TEST_SEED_BASE, EpisodicTask, NonFiniteEnvError
 from latent_evo.tasks.obsnorm import CLIP, RunningObsNorm
@@ -81,11 +81,10 @@ def test_protocol_and_policy_shapes():
 @pytest.mark.parametrize("bounds", [None, ([-2.0, 0.0], [2.0, 1.0])])
 def test_population_forward_equals_vmapped_functional_call(bounds):
     policy = Policy(3, 2, (16, 8), *(bounds or (None, None)))
-    task_like = EpisodicTask._population_forward
     P, E = 7, 5
     params = {k: torch.randn(P, *v.shape) for k, v in policy.state_dict().items()}
     x = torch.randn(P, E, 3)  # (P, E, obs_dim)
-    fast = task_like(policy)(params, x)
+    fast = population_forward_fn(policy)(params, x)
     reference = torch.func.vmap(lambda p, o: torch.func.functional_call(policy, p, (o,)))(params, x)
     torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
     assert fast.shape == (P, E, 2)
@@ -150,6 +149,30 @@ def test_member_params_run_their_own_variant():
         task.fitness_genomes(g[:2], task.batch(0))
     with pytest.raises(ValueError, match="unknown parameter"):
         task.set_member_params({"pole": lengths})
+
+
+def test_validation_seeds_held_out_and_gate_runs():
+    task = EpisodicTask("CartPole-v1", hidden=(4,), episodes=3, test_episodes=12, max_steps=50)
+    with pytest.raises(ValueError, match="no validation set"):
+        task.validation_losses(_genomes(task, 2), 4)
+    task.hold_out(0.25, seed=1)
+    train = torch.cat([task.batch(s) for s in range(300)] + [task.fixed_seeds])
+    assert int(train.max()) < task.train_limit <= int(task.val_seeds.min())
+    assert int(task.val_seeds.max()) < TEST_SEED_BASE and len(task.val_seeds) == 12
+    g = _genomes(task, 2)
+    losses = task.validation_losses(torch.cat([g, g[:1]]), 4)  # (3, 4): four parts of 3 seeds
+    assert losses.shape == (3, 4) and torch.equal(losses[0], losses[2])
+    returns, _ = task.rollout(g[:1], task.val_seeds)
+    assert torch.allclose(-losses[0], returns.reshape(4, 3).mean(1).float())
+    assert task.counters()["validation_episodes"] == 3 * 12  # a bare rollout() is not counted
+    cfg = {"mode": "direct", "strategy": {"name": "snes", "popsize": 6}, "generations": 3,
+           "fitness_batch": "step", "eval_every": 0,
+           "validation": {"enabled": True, "chunks": 4}}  # fmt: skip
+    run = LatentEvolution(
+        EpisodicTask("CartPole-v1", hidden=(4,), test_episodes=12, max_steps=50), config=cfg
+    )
+    run.run()
+    assert run.task.val_seeds is not None and run.history[-1]["validation_episodes"] > 0
 
 
 # ------------------------------------------------------------------ observation statistics
@@ -281,7 +304,10 @@ def test_bad_input_names_env_and_culprit():
         EpisodicTask(_walk_factory())
     with pytest.raises(ValueError, match="Dict"):
         EpisodicTask(_walk_factory(dict_obs=True), max_steps=20)
-    with pytest.raises(ValueError, match=r"does not fit the action space.*CartPole-v1"):
+    with pytest.raises(
+        ValueError,
+        match=r"CartPole-v1: .*\(2, 3, 3\) .*does not fit the action space Discrete\(2\)",
+    ):
         EpisodicTask("CartPole-v1", policy=nn.Linear(4, 3))
     with pytest.raises(ValueError, match="fails on observations"):
         EpisodicTask("CartPole-v1", policy=nn.Linear(5, 2))

@@ -18,10 +18,13 @@ which is where ES makes its fastest early progress.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
 from latent_evo.models.mlp import get_activation
 
@@ -107,6 +110,45 @@ def population_forward(policy: Policy, params: dict[str, Tensor], obs: Tensor) -
     if policy.bounded:
         x = policy.center + policy.half_range * torch.tanh(x)
     return x
+
+
+def population_forward_fn(model: nn.Module) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
+    """`(params {name: (P, *shape)}, obs (P, E, obs_dim)) -> (P, E, out_dim)` for any policy
+    module: one vmapped `functional_call`; our own `Policy` takes `population_forward` (the same
+    function at half the cost of a rollout step's forward)."""
+    if type(model) is Policy:
+        return functools.partial(population_forward, model)
+    return vmap(lambda p, x: functional_call(model, p, (x,)))
+
+
+def check_policy(
+    forward: Callable[[dict[str, Tensor], Tensor], Tensor],
+    params: dict[str, Tensor],
+    obs_dim: int,
+    out_dim: int,
+    action_space: Any,
+    name: str,
+) -> None:
+    """One dummy forward of 2 members x 3 observations (`params {name: (1, *shape)}`, repeated):
+    the output must fit the action space -- `out_dim` logits or actions per observation --
+    before any budget is spent. Errors name the task `name` and the space."""
+    params = {k: v.expand(2, *v.shape[1:]) for k, v in params.items()}
+    x = torch.zeros(2, 3, obs_dim, device=next(iter(params.values())).device)  # (P, E, obs_dim)
+    try:
+        with torch.no_grad():
+            out = forward(params, x)
+    except Exception as e:
+        raise ValueError(
+            f"{name}: the policy fails on observations of shape (N, {obs_dim}) under "
+            f"vmap(functional_call): {e}"
+        ) from e
+    if not torch.is_tensor(out) or tuple(out.shape) != (2, 3, out_dim):
+        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        what = "logits" if type(action_space).__name__ == "Discrete" else "actions"
+        raise ValueError(
+            f"{name}: the policy's output {got} per (members, episodes) does not fit the action "
+            f"space {action_space!r}: expected {out_dim} {what} per observation"
+        )
 
 
 def policy_for_spaces(

@@ -23,6 +23,8 @@ What RL users expect of an ES library, and where it lives:
     its observation sums and counters from all ranks (one collective), so every rank keeps the
     same statistics, and a run's counters equal a single process's (a rollout every rank runs
     in full, the re-scored incumbent, counts once; `rollout.reduce_over_ranks`).
+  * validation (`ValidatedTask`, `validation: enabled` in a config): `hold_out` sets aside a
+    part of the training seed range; `validation_losses` scores members on those episodes.
   * per-member physical parameters: `set_member_params({name: (P,)})` -- member p's E episodes
     run variant p (policy zoos train one variant per member).
 """
@@ -30,15 +32,14 @@ What RL users expect of an ES library, and where it lives:
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from latent_evo.genome import GenomeSpec
+from latent_evo.models.policy import check_policy, policy_for_spaces, population_forward_fn
 from latent_evo.tasks.obsnorm import RunningObsNorm
 from latent_evo.tasks.rollout import (
     NonFiniteEnvError,
@@ -84,7 +85,8 @@ class EpisodicTask:
         self.name = name or f"gym:{self.env_id}"
         if int(episodes) < 1 or int(test_episodes) < 1:
             raise ValueError(
-                f"{self.name}: episodes and test_episodes must be >= 1, got {episodes}, {test_episodes}"
+                f"{self.name}: episodes and test_episodes must be >= 1, got {episodes}, "
+                f"{test_episodes}"
             )
         if action not in _ACTIONS:
             raise ValueError(f"{self.name}: action must be one of {list(_ACTIONS)}, got {action!r}")
@@ -110,8 +112,6 @@ class EpisodicTask:
         if action == "sample" and not self.discrete:
             raise ValueError(f"{self.name}: action='sample' needs a Discrete action space")
         if policy is None:
-            from latent_evo.models.policy import policy_for_spaces
-
             try:
                 policy = policy_for_spaces(self.observation_space, self.action_space, hidden)
             except ValueError as e:
@@ -123,15 +123,23 @@ class EpisodicTask:
         self.out_dim = (
             int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
         )
-        self._forward = self._population_forward(self.model)
-        self._check_policy()
+        self._forward = population_forward_fn(self.model)
+        params = self.spec.unflatten(self.genome()[None])  # {name: (1, *shape)}
+        check_policy(
+            self._forward, params, self.obs_dim, self.out_dim, self.action_space, self.name
+        )
         self.obs_norm = RunningObsNorm(self.obs_dim, self.device) if obs_norm else None
         self.member_params: dict[str, Tensor] | None = None
         gen = torch.Generator().manual_seed(self.seed)
-        self.fixed_seeds = torch.randint(0, TRAIN_SEED_LIMIT, (self.episodes,), generator=gen)
+        self.train_limit = TRAIN_SEED_LIMIT  # lowered by hold_out
+        self.fixed_seeds = torch.randint(0, self.train_limit, (self.episodes,), generator=gen)
         self.test_seeds = TEST_SEED_BASE + torch.arange(self.test_episodes)
+        self.val_seeds: Tensor | None = None  # set by hold_out
         self._stats_step = -1  # the generation whose statistics are committed
-        self._count = {"episodes": 0, "env_steps": 0, "test_episodes": 0, "test_env_steps": 0}
+        self._count = dict.fromkeys(
+            ("episodes", "env_steps", "test_episodes", "test_env_steps", "validation_episodes",
+             "validation_env_steps"), 0,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ environments
     def _env(self, num_envs: int) -> Any:
@@ -171,7 +179,8 @@ class EpisodicTask:
         unknown = sorted(set(params) - set(defaults))
         if unknown:
             raise ValueError(
-                f"environment {self.env_id!r}: unknown parameter(s) {unknown}; valid: {sorted(defaults)}"
+                f"environment {self.env_id!r}: unknown parameter(s) {unknown}; "
+                f"valid: {sorted(defaults)}"
             )
         self.member_params = {
             k: torch.as_tensor(v, dtype=torch.float64).reshape(-1).to(self.device)
@@ -197,41 +206,6 @@ class EpisodicTask:
         reps = B // population
         env.set_params({k: v.repeat_interleave(reps) for k, v in variants.items()})  # (B,)
         self._member_variant_envs.add(B)
-
-    @staticmethod
-    def _population_forward(model: nn.Module) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
-        """`(params {name: (P, *shape)}, obs (P, E, obs_dim)) -> (P, E, out_dim)`: one vmapped
-        `functional_call`; our own `Policy` takes its `baddbmm` path (same function, half the
-        cost of a rollout step's forward, see `models.policy.population_forward`)."""
-        from latent_evo.models.policy import Policy, population_forward
-
-        if type(model) is Policy:
-            return functools.partial(population_forward, model)
-        return vmap(lambda p, x: functional_call(model, p, (x,)))
-
-    # ------------------------------------------------------------------ checks
-    def _check_policy(self) -> None:
-        """One vmapped dummy forward of 2 members x 3 observations: the output must fit the
-        action space, before any budget is spent."""
-        params = {k: v.expand(2, *v.shape) for k, v in self.spec.unflatten(self.genome()).items()}
-        x = torch.zeros(2, 3, self.obs_dim, device=self.device)  # (P, E, obs_dim)
-        try:
-            with torch.no_grad():
-                out = self._forward(params, x)
-        except Exception as e:
-            raise ValueError(
-                f"{self.name}: the policy {type(self.model).__name__} fails on observations of "
-                f"shape (N, {self.obs_dim}) under vmap(functional_call): {e}"
-            ) from e
-        want = (2, 3, self.out_dim)
-        if not torch.is_tensor(out) or tuple(out.shape) != want:
-            got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-            what = "logits" if self.discrete else "actions"
-            raise ValueError(
-                f"{self.name}: the policy's output {got} per (members, episodes) does not fit the "
-                f"action space {self.action_space!r} of {self.env_id!r}: expected {self.out_dim} "
-                f"{what} per observation"
-            )
 
     # ------------------------------------------------------------------ rollout
     def rollout(
@@ -266,17 +240,17 @@ class EpisodicTask:
 
     def batch(self, step_or_generator: int | torch.Generator, size: int | None = None) -> Tensor:
         """The episode seeds `(E,)` of generation `step` (or drawn from a generator), in
-        [0, 2^30); E = `size` (default `episodes`). A new `step` also starts a new generation
-        of observation statistics."""
+        [0, 2^30) less what `hold_out` set aside; E = `size` (default `episodes`). A new `step`
+        also starts a new generation of observation statistics."""
         n = self.episodes if size is None else int(size)
         if isinstance(step_or_generator, torch.Generator):
-            return torch.randint(0, TRAIN_SEED_LIMIT, (n,), generator=step_or_generator)
+            return torch.randint(0, self.train_limit, (n,), generator=step_or_generator)
         step = int(step_or_generator)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 1)
         if step != self._stats_step and self.obs_norm is not None:
             self.obs_norm.commit()
         self._stats_step = step
-        return torch.randint(0, TRAIN_SEED_LIMIT, (n,), generator=gen)
+        return torch.randint(0, self.train_limit, (n,), generator=gen)
 
     def fitness_genomes(self, genomes: Tensor, batch: Any = None) -> Tensor:
         """`(P, n)` -> `(P,)` minus the mean return over the E episodes of `batch` (the seeds;
@@ -317,6 +291,35 @@ class EpisodicTask:
             "test_return_std": float(returns.std()) if returns.numel() > 1 else 0.0,
             "test_episode_length": float(lengths.double().mean()),
         }
+
+    # ------------------------------------------------------------------ validation
+    def hold_out(self, fraction: float, seed: int) -> None:
+        """Episode seeds are unlimited, so holding out takes a `fraction` of the training SEED
+        RANGE: training draws from the rest, and `test_episodes` validation seeds (the test
+        set's size) are drawn, with `seed`, from the part set aside. Validation, training and
+        test seeds never meet; a second call re-splits the full range."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"{self.name}: validation fraction must be in (0, 1), got {fraction}")
+        self.train_limit = round((1 - fraction) * TRAIN_SEED_LIMIT)
+        gen = torch.Generator().manual_seed(int(seed))
+        span = TRAIN_SEED_LIMIT - self.train_limit
+        val = torch.randint(0, span, (self.test_episodes,), generator=gen)
+        self.val_seeds = self.train_limit + val
+        gen = torch.Generator().manual_seed(self.seed)
+        self.fixed_seeds = torch.randint(0, self.train_limit, (self.episodes,), generator=gen)
+
+    def validation_losses(self, genomes: Tensor, chunks: int) -> Tensor:
+        """`(P, n)` -> `(P, chunks)`: minus the mean return on each of `chunks` disjoint parts
+        of the validation seeds, the same for every member, statistics frozen (as `evaluate`);
+        counted as `validation_episodes` / `validation_env_steps`."""
+        if self.val_seeds is None:
+            raise ValueError(f"task {self.name!r}: no validation set; call hold_out first")
+        with torch.no_grad():
+            returns, lengths = self.rollout(genomes, self.val_seeds)  # (P, V) each
+        self._count["validation_episodes"] += returns.numel()
+        self._count["validation_env_steps"] += int(lengths.sum())
+        parts = returns.tensor_split(chunks, dim=1)  # chunks x (P, ~V / chunks)
+        return -torch.stack([part.mean(1) for part in parts], dim=1).float()  # (P, chunks)
 
     def genome(self) -> Tensor:
         return self.spec.flatten(self.model.state_dict())

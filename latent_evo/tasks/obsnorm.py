@@ -10,8 +10,9 @@ sums lose the variance of a slowly moving coordinate.
 Accumulation during a rollout is shifted sums around the committed mean
 (`sum(x - m)`, `sum((x - m)^2)`): a few adds per step, no cancellation when |mean| >> std;
 a finished rollout's sums join the pending ones (`add_pending`), and `commit` turns those into
-a batch mean and M2 and merges them with Chan et al.'s parallel formula. The clip at 5 standard deviations follows OpenAI's ES and most PPO code: a state
-far outside anything seen (a falling pole, a crashed lander) stays a strong but bounded input.
+a batch mean and M2 and merges them with Chan et al.'s parallel formula. The clip at 5
+standard deviations follows OpenAI's ES and most PPO code: a state far outside anything seen
+(a falling pole, a crashed lander) stays a strong but bounded input.
 """
 
 from __future__ import annotations
