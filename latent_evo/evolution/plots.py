@@ -31,6 +31,13 @@ def plot_history(
     mean = [h["mean_fitness"] for h in history]
     finite = [m if math.isfinite(m) and m < 1e8 else float("nan") for m in mean]
     ax[0].plot(evals, finite, label="generation mean", alpha=0.7)
+    val = [(h["evaluations"], h["val_loss"]) for h in history
+           if math.isfinite(h.get("val_loss", math.inf))]  # fmt: skip
+    if val:  # the reported network's loss on held-out data (`validation.enabled`)
+        ax[0].plot(*zip(*val, strict=True), label="reported network, validation", ls="--")
+    stops = [e for e in events if e.get("event") == "early_stop"]
+    if stops and history:
+        ax[0].axvline(history[-1]["evaluations"], color="red", ls=":", lw=1, label="early stop")
     ax[0].set_xlabel("true fitness evaluations")
     ax[0].set_ylabel("fitness (loss, lower is better)")
     ax[0].legend()
@@ -41,7 +48,7 @@ def plot_history(
         acc = [(h["evaluations"], h["test_accuracy"]) for h in history if "test_accuracy" in h]
         if acc:
             ax[1].plot(*zip(*acc, strict=True), marker="o", ms=3)
-            ax[1].set_ylabel("test accuracy of the best genome")
+            ax[1].set_ylabel("test accuracy of the reported genome")
         else:
             ax[1].text(
                 0.5, 0.5, "no test metrics", ha="center", va="center", transform=ax[1].transAxes
