@@ -20,8 +20,8 @@ Sections (`--sections`, all by default):
   ppo         SB3 PPO (rl-zoo hyper-parameters) for as many environment steps as our best
               method's median run to the threshold; its return on the same held-out seeds.
 
-Peers live in `benchmarks/rl_peers.py` (the `bench` extra). One torch thread, one process, no
-ray actor. Writes rl.json, rl.md and rl_<env>.png under --out.
+Peers, and the tables and plot, live in `benchmarks/rl_peers.py` (the `bench` extra). One
+torch thread, one process, no ray actor. Writes rl.json, rl.md and rl_<env>.png under --out.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,8 @@ from typing import Any
 
 import torch
 
-from latent_evo.benchmarks.common import DEFAULT_OUT, provenance, provenance_md
+from latent_evo.benchmarks.common import DEFAULT_OUT, provenance
+from latent_evo.benchmarks.rl_peers import CRITERIA, median, plot, report, summary
 
 HIDDEN = (32, 32)
 ENVS: dict[str, dict[str, Any]] = {
@@ -46,53 +46,10 @@ ENVS: dict[str, dict[str, Any]] = {
 }
 OURS = ("pgpe", "snes")  # our strategies with their default hyper-parameters
 PEERS = ("pgpe", "snes")  # EvoTorch's
-LABEL = {
-    "ours:pgpe": "latent-evo PGPE (direct)",
-    "ours:snes": "latent-evo SNES (direct)",
-    "evotorch:pgpe": "EvoTorch PGPE (VecGymNE)",
-    "evotorch:snes": "EvoTorch SNES (VecGymNE)",
-}
-
-
-NOTES = [
-    "Same policy on both sides: obs -> 32 tanh -> 32 tanh -> act (EvoTorch's network string "
-    "`Linear(obs_length, 32) >> Tanh() >> Linear(32, 32) >> Tanh() >> Linear(32, act_length)`), "
-    "one flat parameter vector in the same order (with observation normalisation off, one genome "
-    "gives the same mean return in both libraries: the speed table's return column). Discrete "
-    "actions: argmax of the outputs in both. Continuous: ours squashes with tanh into the bounds, "
-    "EvoTorch clips the raw output to them.",
-    "How E episodes run: ours steps P x E environments at once (our batched torch "
-    "environments, `latent_evo.envs`); EvoTorch's VecGymNE steps P Gymnasium environments "
-    "through its own SyncVectorEnv (a Python loop over single environments) and plays the E "
-    "episodes of a member back to back.",
-    "Counting: alive environment steps (steps of environments still inside their episode); "
-    "ours from `EpisodicTask.counters()`, EvoTorch's from `interaction_count` / `episode_count`. "
-    "Held-out test episodes are never counted as training episodes, on either side.",
-    "Sample-efficiency settings: ours with our strategies' default hyper-parameters, direct "
-    "mode, `fitness_batch=step` (fresh episode seeds every generation, the incumbent re-scored "
-    "on them; those episodes are counted), observation normalisation on; EvoTorch with its "
-    "CartPole recommendation (PGPE + ClipUp, max_speed 0.15, centre lr 0.1125, radius 2.25, "
-    "stdev lr 0.1, stdev change <= 20 %, centred ranks, symmetric; its functional-API CartPole "
-    "example) and SNES with EvoTorch's defaults and the same radius; observation normalisation "
-    "on. Threshold check every generation: the centre and the best solution seen, each on the "
-    "same 100 held-out seeds (ours in our torch environments, EvoTorch's own `to_policy` in "
-    "Gymnasium's; both follow Gymnasium's seeding).",
-    "PPO: Stable-Baselines3 MlpPolicy (64-64 tanh, separate value net), rl-zoo's tuned "
-    "hyper-parameters, its own vectorised Gymnasium environments; a gradient reference at "
-    "our budget, not a like-for-like policy.",
-    "Machine: a 2-core CPU shared with two other engineers' builds and tests during the runs "
-    "(1-min load averages are in the tables and rl.json); one torch thread, one benchmark "
-    "process at a time, EvoTorch in-process (no ray actor). Absolute numbers are depressed and "
-    "noisy under that load; the ratios come from interleaved runs in the same process.",
-]
 
 
 def _load() -> float:
     return os.getloadavg()[0]
-
-
-def _median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 # ---------------------------------------------------------------------------------- speed
@@ -202,14 +159,14 @@ def _side_by_side(
     floor = _forward_floor(task, genomes, episodes)
     per_step = total / max(acc["calls"], 1)
     return {
-        "ours_steps_per_s": _median(ours_sps), "evotorch_steps_per_s": _median(peer_sps),
-        "ratio_of_medians": _median(ours_sps) / _median(peer_sps),
-        "median_pair_ratio": _median(pair), "ours_all": ours_sps, "evotorch_all": peer_sps,
+        "ours_steps_per_s": median(ours_sps), "evotorch_steps_per_s": median(peer_sps),
+        "ratio_of_medians": median(ours_sps) / median(peer_sps),
+        "median_pair_ratio": median(pair), "ours_all": ours_sps, "evotorch_all": peer_sps,
         # EvoTorch on Gymnasium's numpy CartPoleVectorEnv (its next-step autoreset adds one
         # counted step per episode: in its favour)
-        "evotorch_numpy_vec_steps_per_s": _median(fast_sps) if fast_sps else None,
-        "ratio_vs_numpy_vec": _median(ours_sps) / _median(fast_sps) if fast_sps else None,
-        "ours_mean_return": _median(ours_ret), "evotorch_mean_return": _median(peer_ret),
+        "evotorch_numpy_vec_steps_per_s": median(fast_sps) if fast_sps else None,
+        "ratio_vs_numpy_vec": median(ours_sps) / median(fast_sps) if fast_sps else None,
+        "ours_mean_return": median(ours_ret), "evotorch_mean_return": median(peer_ret),
         "forward_share": acc["forward"] / total, "env_step_share": acc["env_step"] / total,
         "us_per_step": 1e6 * per_step, "us_forward_per_step": 1e6 * acc["forward"] / acc["calls"],
         "us_env_step_per_step": 1e6 * acc["env_step"] / acc["calls"], **floor,
@@ -248,7 +205,7 @@ def _forward_floor(task: Any, genomes: torch.Tensor, episodes: int, calls: int =
                 for _ in range(calls):
                     fn()
                 times[name].append(1e6 * (time.perf_counter() - t) / calls)
-    return {"us_vmap_forward": _median(times["vmap"]), "us_bmm_forward": _median(times["bmm"]),
+    return {"us_vmap_forward": median(times["vmap"]), "us_bmm_forward": median(times["bmm"]),
             "bmm_matches": same}  # fmt: skip
 
 
@@ -342,6 +299,7 @@ def efficiency(
     methods = [f"ours:{s}" for s in OURS] + [f"evotorch:{s}" for s in PEERS]
     out.update({"env": env_id, "popsize": args.popsize, "episodes": args.episodes,
                 "check_every": args.check_every, "time_cap": args.time_cap,
+                "max_generations": args.max_generations,
                 "threshold": spec["threshold"], "also": spec["also"], "runs": {}})  # fmt: skip
     bar = tqdm(total=len(seeds) * len(methods), desc=f"{env_id} runs", file=sys.stderr)
     for i, seed in enumerate(seeds):
@@ -372,12 +330,6 @@ def efficiency(
     return out
 
 
-CRITERIA = {
-    "reached": "centre or best seen",
-    "centre_reached": "centre",
-}
-
-
 def ppo(env_id: str, seeds: list[int], eff: dict, save: Any, out: dict) -> dict[str, Any]:
     """PPO at the environment steps of our best method's median run to the threshold, under
     each criterion (centre or best seen; centre)."""
@@ -401,216 +353,14 @@ def ppo(env_id: str, seeds: list[int], eff: dict, save: Any, out: dict) -> dict[
     return out
 
 
-def _summary(runs: dict[str, dict], key: str = "reached") -> dict[str, Any]:
-    reached = [r[key] for r in runs.values() if r.get(key)]
-    return {
-        "solved": len(reached), "seeds": len(runs),
-        "episodes": [r[key]["episodes"] if r.get(key) else None for r in runs.values()],
-        "median_episodes": _median([r["episodes"] for r in reached]),
-        "median_env_steps": _median([r["env_steps"] for r in reached]),
-        "median_generations": _median([r["generation"] for r in reached]),
-        "median_seconds": _median([r["seconds"] for r in reached]),
-    }  # fmt: skip
-
-
 def _best_ours(eff: dict, key: str = "reached") -> tuple[str | None, int | None]:
     """Our method that solved most seeds, then with the fewest median episodes."""
-    cands = [(m, _summary(r, key)) for m, r in eff["runs"].items() if m.startswith("ours:")]
+    cands = [(m, summary(r, key)) for m, r in eff["runs"].items() if m.startswith("ours:")]
     cands = [(m, s) for m, s in cands if s["solved"]]
     if not cands:
         return None, None
     m, s = min(cands, key=lambda c: (-c[1]["solved"], c[1]["median_episodes"]))
     return m, int(s["median_env_steps"])
-
-
-# ---------------------------------------------------------------------------------- report
-def plot(eff: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"ours:pgpe": "C0", "ours:snes": "C2", "evotorch:pgpe": "C3", "evotorch:snes": "C1"}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m, runs in eff["runs"].items():
-        for k, res in enumerate(runs.values()):
-            xs = [r["episodes"] for r in res["curve"]]
-            c = colors.get(m, "k")
-            ax.plot(xs, [r["test_centre"] for r in res["curve"]], color=c, alpha=0.8, lw=1.2,
-                    label=LABEL.get(m, m) if k == 0 else None)  # fmt: skip
-            ax.plot(xs, [r["test_best"] for r in res["curve"]], color=c, alpha=0.5, lw=0.8, ls=":")
-    ax.axhline(eff["threshold"], color="gray", ls="--", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("training episodes (log)")
-    ax.set_ylabel(f"test return ({eff.get('test_episodes', 100)} held-out seeds)")
-    ax.set_title(f"{eff['env']}: P={eff['popsize']}, E={eff['episodes']}; one line per seed; "
-                 "solid: centre, dotted: best seen", fontsize=9)  # fmt: skip
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _fmt(x: Any, nd: int = 0) -> str:
-    if x is None or (isinstance(x, float) and x != x):
-        return "—"
-    return f"{x:,.{nd}f}"
-
-
-def verdicts(res: dict[str, Any]) -> list[str]:
-    """One line per target of issue 30, from the measurements (met or missed, with numbers)."""
-    out = []
-    for env_id, sp in res.get("speed", {}).items():
-        rows = [(p, k, r) for p, row in sp["populations"].items() for k, r in row.items()]
-        off = [(p, r) for p, k, r in rows if k == "no_obs_norm"]
-        lo = min(r["ratio_of_medians"] for _, r in off)
-        hi = max(r["ratio_of_medians"] for _, r in off)
-        fast = [r["ratio_vs_numpy_vec"] for _, r in off if r.get("ratio_vs_numpy_vec")]
-        extra = (f"; against VecGymNE on Gymnasium's numpy vector env {min(fast):.2f}x to "
-                 f"{max(fast):.2f}x" if fast else "")  # fmt: skip
-        if any(k == "obs_norm" for _, k, _ in rows):
-            on = [r["ratio_of_medians"] for _, k, r in rows if k == "obs_norm"]
-            extra += f"; obs. norm on (fresh policies): {min(on):.2f}x"
-        span = f"{lo:.2f}x" if len(off) == 1 else f"{lo:.2f}x to {hi:.2f}x (by population)"
-        out.append(
-            f"Speed, {env_id}, P={sp['popsize']} x E={sp['episodes']}, obs. norm off: ours {span} "
-            f"EvoTorch's VecGymNE steps/s (target >= 1.5x: "
-            f"{'met' if lo >= 1.5 else 'missed'}){extra}."
-        )
-        shares = [r["forward_share"] for _, _, r in rows]
-        floor = [r["forward_share_at_bmm_floor"] for _, _, r in rows]
-        cost = [r["us_vmap_forward"] / r["us_bmm_forward"] for _, _, r in rows]
-        out.append(
-            f"Forward share, {env_id}: {100 * min(shares):.0f} % to {100 * max(shares):.0f} % of "
-            f"our rollout (target <= 25 %: {'met' if max(shares) <= 0.25 else 'missed'}). "
-            f"`vmap(functional_call)` costs {min(cost):.1f}x to {max(cost):.1f}x the same MLP "
-            "written as a `baddbmm` + tanh chain; at the chain's cost the share would be "
-            f"{100 * min(floor):.0f} % to {100 * max(floor):.0f} %."
-        )
-    for env_id, eff in res.get("efficiency", {}).items():
-        for key, crit in CRITERIA.items():
-            best = {}
-            for lib in ("ours", "evotorch"):
-                cands = [(m, _summary(r, key)) for m, r in eff["runs"].items()
-                         if m.startswith(lib + ":")]  # fmt: skip
-                cands = [c for c in cands if c[1]["solved"]]
-                if cands:
-                    best[lib] = min(cands, key=lambda c: (-c[1]["solved"], c[1]["median_episodes"]))
-            if len(best) < 2:
-                who = (f"only {LABEL[next(iter(best.values()))[0]]}" if best
-                       else "no method of either library")  # fmt: skip
-                out.append(f"Sample efficiency, {env_id} to {eff['threshold']:g} ({crit}): "
-                           f"{who} reached it within the caps ({eff.get('time_cap', '?')} s, "
-                           f"{len(next(iter(eff['runs'].values())))} seeds).")  # fmt: skip
-                continue
-            (mo, so), (me, se) = best["ours"], best["evotorch"]
-            ok = so["solved"] >= se["solved"] and so["median_episodes"] <= se["median_episodes"]
-            out.append(
-                f"Sample efficiency, {env_id} to {eff['threshold']:g} ({crit}): "
-                f"{LABEL[mo]} {_fmt(so['median_episodes'])} episodes (median, "
-                f"{so['solved']}/{so['seeds']} seeds) vs {LABEL[me]} "
-                f"{_fmt(se['median_episodes'])} ({se['solved']}/{se['seeds']}): "
-                f"{se['median_episodes'] / so['median_episodes']:.1f}x fewer for ours (target: "
-                f"no more than EvoTorch's: {'met' if ok else 'missed'})."
-            )
-    for env_id, pp in res.get("ppo", {}).items():
-        for key, entry in pp.get("budgets", {}).items():
-            if entry["runs"]:
-                rets = [r["test_return"] for r in entry["runs"].values()]
-                out.append(
-                    f"PPO reference, {env_id}, at {entry['env_steps']:,} steps ({CRITERIA[key]} "
-                    f"budget): median test return {_median(rets):.1f} over {len(rets)} seeds."
-                )
-    return out
-
-
-def report(res: dict[str, Any], out: Path) -> None:
-    lines = ["# RL: latent-evo vs EvoTorch (VecGymNE) and SB3 PPO", ""]
-    lines += provenance_md(res["provenance"]) + [""]
-    lines += ["## Against issue 30's targets", "", *[f"- {v}" for v in verdicts(res)], ""]
-    for env_id, sp in res.get("speed", {}).items():
-        lines += [f"## Speed: {env_id}, one rollout of P={sp['popsize']} policies x "
-                  f"E={sp['episodes']} episodes", "",
-                  f"Alive environment steps per second, medians of {sp['repeats']} interleaved "
-                  f"repeats (load {sp['load_start']:.1f} -> {sp['load_end']:.1f}). Forward share: "
-                  "our rollout's time inside the vmapped policy call (target <= 25 %).", "",
-                  "| population | obs. norm | ours steps/s | EvoTorch steps/s | ratio (target >= 1.5) "
-                  "| median pair ratio | mean return ours / EvoTorch | forward share | env step share "
-                  "| EvoTorch on Gymnasium's numpy vector env: steps/s (ours / it) |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for pname, row in sp["populations"].items():
-            for key, r in row.items():
-                lines.append(
-                    f"| {pname} | {'on' if key == 'obs_norm' else 'off'} | "
-                    f"{_fmt(r['ours_steps_per_s'])} | {_fmt(r['evotorch_steps_per_s'])} | "
-                    f"**{r['ratio_of_medians']:.2f}x** | {r['median_pair_ratio']:.2f}x | "
-                    f"{r['ours_mean_return']:.1f} / {r['evotorch_mean_return']:.1f} | "
-                    f"{100 * r['forward_share']:.0f} % | {100 * r['env_step_share']:.0f} % | "
-                    + (
-                        f"{_fmt(r['evotorch_numpy_vec_steps_per_s'])} ({r['ratio_vs_numpy_vec']:.2f}x) |"
-                        if r.get("ratio_vs_numpy_vec")
-                        else "— |"
-                    )  # fmt: skip
-                )
-        lines += ["", "Where our rollout's time goes, per environment step of the whole batch "
-                  "(instrumented runs), and the same MLP forward written as a chain of "
-                  "`baddbmm` + tanh on `(P, E, obs)` (what a vmap-free forward would cost):", "",
-                  "| population | obs. norm | µs per step | µs forward (vmap) | µs env step | "
-                  "µs forward as bmm chain | forward share at the bmm cost |",
-                  "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for pname, row in sp["populations"].items():
-            for key, r in row.items():
-                lines.append(
-                    f"| {pname} | {'on' if key == 'obs_norm' else 'off'} | {r['us_per_step']:.0f} | "
-                    f"{r['us_forward_per_step']:.0f} | {r['us_env_step_per_step']:.0f} | "
-                    f"{r['us_bmm_forward']:.0f} | {100 * r['forward_share_at_bmm_floor']:.0f} % |"
-                )
-        lines.append("")
-    for env_id, eff in res.get("efficiency", {}).items():
-        thr = eff["threshold"]
-        lines += [f"## Sample efficiency: {env_id} to test return {thr:g}", "",
-                  f"P={eff['popsize']}, E={eff['episodes']} episodes per member; test = 100 "
-                  f"held-out seeds, checked every {eff.get('check_every', 1)} generation(s) on "
-                  "the centre and on the best "
-                  "solution seen; training episodes counted as each library counts them "
-                  "(ours includes re-scoring the incumbent on each generation's fresh seeds). "
-                  f"Plot: `rl_{env_id.split('-')[0].lower()}.png`.", "",
-                  f"| method | criterion | solved | episodes to {thr:g} (median) | per seed "
-                  f"| env steps (median) | generations | wall s | episodes to {eff['also']:g} "
-                  "(median) |", "|---|---|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
-        for m, runs in eff["runs"].items():
-            for key, crit in CRITERIA.items():
-                s = _summary(runs, key)
-                also = _median([r["also_reached"]["episodes"] for r in runs.values()
-                                if r.get("also_reached")]) if key == "reached" else None  # fmt: skip
-                per = ", ".join(_fmt(e) for e in s["episodes"])
-                lines.append(
-                    f"| {LABEL.get(m, m)} | {crit} | {s['solved']}/{s['seeds']} | "
-                    f"{_fmt(s['median_episodes'])} | {per} | {_fmt(s['median_env_steps'])} | "
-                    f"{_fmt(s['median_generations'])} | {_fmt(s['median_seconds'])} | {_fmt(also)} |"
-                )
-        lines += ["", "Wall seconds include the per-generation test evaluations (200 held-out "
-                  "episodes a generation on both sides).", ""]  # fmt: skip
-    for env_id, pp in res.get("ppo", {}).items():
-        lines += [f"## Gradient reference: SB3 PPO on {env_id}", "",
-                  "MlpPolicy (64-64 tanh) with rl-zoo's hyper-parameters, trained for as many "
-                  "environment steps as our best method's median run to the threshold (per "
-                  "criterion); its deterministic policy on the same 100 held-out seeds.", "",
-                  "| budget (criterion, from) | env steps | test return per seed | median |",
-                  "|---|---:|---|---:|"]  # fmt: skip
-        for key, entry in pp.get("budgets", {}).items():
-            if not entry["runs"]:
-                lines.append(f"| {CRITERIA[key]} | — | {entry.get('note', 'not run')} | — |")
-                continue
-            rets = [r["test_return"] for r in entry["runs"].values()]
-            per = ", ".join(f"{x:.1f}" for x in rets)
-            lines.append(
-                f"| {CRITERIA[key]}, {LABEL.get(entry['budget_from'], entry['budget_from'])} | "
-                f"{entry['env_steps']:,} | {per} | {_median(rets):.1f} |"
-            )
-        lines.append("")
-    lines += ["## Notes", "", *[f"- {n}" for n in NOTES], ""]
-    (out / "rl.md").write_text("\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------------------------- main
@@ -662,6 +412,10 @@ def main(argv: list[str] | None = None) -> None:
         path.write_text(json.dumps(res, indent=1))
 
     if "speed" in sections:
+        if res.get("speed"):  # an earlier speed run: kept, the report shows run to run
+            started = res.get("speed_started", "an earlier run")
+            res.setdefault("speed_history", []).append({"started": started, "speed": res["speed"]})
+        res["speed"], res["speed_started"] = {}, prov["started"]
         for env_id in args.speed_envs.split(","):
             res.setdefault("speed", {})[env_id] = speed(
                 env_id, args.speed_popsize, args.speed_episodes, args.repeats, args.repeats_solved
