@@ -123,6 +123,7 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
     # generation; its latent strategy never plays). Every start network is evaluated first
     # (counted) and is the network to beat on validation.
     from_net = {"kind": "network", "path": ZOO_NETWORK}
+    SMALL_STEPS = {"sigma_init": 0.002, "lr": 0.001}
     direct = methods["direct-openai-es"]
     methods.update(
         {
@@ -133,6 +134,23 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
                 **default,
                 "init": from_net,
                 "validation": {**VALIDATION, "z": 0.0},
+            },
+            # diagnostic: direct steps a tenth of the defaults (σ 0.002, lr 0.001) from the zoo's
+            # network (a trained network sits in a basin narrower than σ 0.02 over 15k weights)
+            "zoo-best-direct-small": {
+                **direct,
+                "strategy_hparams": SMALL_STEPS,
+                "init": from_net,
+                "validation": VALIDATION,
+            },
+            "portfolio-val-small": {
+                **default,
+                "portfolio": {
+                    **PORTFOLIO,
+                    "strategy": {**PORTFOLIO["strategy"], "hparams": SMALL_STEPS},
+                },
+                "init": from_net,
+                "validation": VALIDATION,
             },
             # diagnostic: a tenth of the prior samples (a short budget pays 256 of them first)
             "portfolio-val-prior32": {
@@ -209,6 +227,9 @@ LABELS = {
     "portfolio-val": "default search + validation, from the best zoo network",
     "portfolio-val-prior": "default search + validation, from the best of 256 prior samples",
     "portfolio-val-z0": "default search + validation (z 0), from the best zoo network",
+    "zoo-best-direct-small": "best zoo network + direct OpenAI-ES (σ 0.002, lr 0.001) + validation",
+    "portfolio-val-small": "default search + validation, from the best zoo network, direct arm σ "
+    "0.002, lr 0.001",
     "portfolio-val-prior32": "default search + validation, from the best of 32 prior samples",
     "zoo-best-direct": "best zoo network + direct OpenAI-ES (whole genome) + validation",
     "zoo-best-direct-head": "best zoo network + direct OpenAI-ES (output layer) + validation",
