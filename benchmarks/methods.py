@@ -152,6 +152,13 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
                 "init": from_net,
                 "validation": VALIDATION,
             },
+            # diagnostic: + an arm over the output layer alone (portfolio-head's arms)
+            "portfolio-val-head": {
+                **default,
+                "portfolio": {**PORTFOLIO, "direct": [[], OUTPUT_LAYER]},
+                "init": from_net,
+                "validation": VALIDATION,
+            },
             # diagnostic: a tenth of the prior samples (a short budget pays 256 of them first)
             "portfolio-val-prior32": {
                 **default,
@@ -230,6 +237,8 @@ LABELS = {
     "zoo-best-direct-small": "best zoo network + direct OpenAI-ES (σ 0.002, lr 0.001) + validation",
     "portfolio-val-small": "default search + validation, from the best zoo network, direct arm σ "
     "0.002, lr 0.001",
+    "portfolio-val-head": "default search + output-layer arm + validation, from the best zoo "
+    "network",
     "portfolio-val-prior32": "default search + validation, from the best of 32 prior samples",
     "zoo-best-direct": "best zoo network + direct OpenAI-ES (whole genome) + validation",
     "zoo-best-direct-head": "best zoo network + direct OpenAI-ES (output layer) + validation",
