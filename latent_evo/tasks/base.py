@@ -56,11 +56,34 @@ def bits_per_token(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return cross_entropy(logits, targets) / LN2
 
 
-def _reset_parameters(module: nn.Module) -> nn.Module:
+def reinitialised(module: nn.Module) -> nn.Module:
+    """A module re-initialised: its own `reset_parameters()` when it has one (a model that
+    initialises itself as a whole, e.g. a policy's small output layer), else each submodule's."""
+    if "reset_parameters" in type(module).__dict__:
+        module.reset_parameters()
+        return module
     for m in module.modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
     return module
+
+
+def seeded_genomes(
+    spec: GenomeSpec,
+    build: Callable[[], nn.Module],
+    population: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """`(P, n)` fresh initialisations: `build()` (a network with its own init) once per member,
+    under a seed drawn from `generator`, so the same generator state gives the same population;
+    torch's global RNG is left as it was."""
+    seeds = torch.randint(0, 2**62, (population,), generator=generator).tolist()
+    out = torch.empty(population, spec.numel, dtype=spec.dtype)
+    for i, s in enumerate(seeds):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s)
+            out[i] = spec.flatten(build().state_dict())
+    return out
 
 
 class SupervisedTask:
@@ -103,7 +126,7 @@ class SupervisedTask:
         self.nonfinite_count = 0  # genomes whose fitness was non-finite, over all fitness() calls
         if isinstance(model, nn.Module):
             template = model
-            self._model_fn = lambda: _reset_parameters(copy.deepcopy(template).cpu())
+            self._model_fn = lambda: reinitialised(copy.deepcopy(template).cpu())
         else:
             self._model_fn = model
             with torch.random.fork_rng(devices=[]):
@@ -147,13 +170,7 @@ class SupervisedTask:
         self, population: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """`(P, n)` fresh random initialisations, one seed per individual drawn from `generator`."""
-        seeds = torch.randint(0, 2**62, (population,), generator=generator).tolist()
-        out = torch.empty(population, self.spec.numel, dtype=self.spec.dtype)
-        for i, s in enumerate(seeds):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                out[i] = self.spec.flatten(self._model_fn().state_dict())
-        return out.to(self.device)
+        return seeded_genomes(self.spec, self._model_fn, population, generator).to(self.device)
 
     def genome(self) -> torch.Tensor:
         """`(n,)` the template model's weights."""

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from latent_evo.genome import GenomeSpec
 from latent_evo.models.policy import check_policy, policy_for_spaces, population_forward_fn
+from latent_evo.tasks.base import reinitialised, seeded_genomes
 from latent_evo.tasks.obsnorm import RunningObsNorm
 from latent_evo.tasks.rollout import (
     NonFiniteEnvError,
@@ -326,18 +327,8 @@ class EpisodicTask:
 
     def init_genomes(self, population: int, generator: torch.Generator | None = None) -> Tensor:
         """`(P, n)` of the policy's own initialisation, each under a seed drawn from `generator`."""
-        seeds = torch.randint(0, 2**62, (population,), generator=generator).tolist()
-        out = []
-        for s in seeds:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                m = copy.deepcopy(self.model).cpu()
-                resets = [m] if hasattr(m, "reset_parameters") else list(m.modules())
-                for sub in resets:
-                    if hasattr(sub, "reset_parameters"):
-                        sub.reset_parameters()
-            out.append(self.spec.flatten(m.state_dict()))
-        return torch.stack(out).to(self.device)  # (P, n)
+        build = lambda: reinitialised(copy.deepcopy(self.model).cpu())  # noqa: E731
+        return seeded_genomes(self.spec, build, population, generator).to(self.device)
 
     def counters(self) -> dict[str, int]:
         return dict(self._count)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from latent_evo.genome import GenomeSpec
+from latent_evo.tasks.base import reinitialised, seeded_genomes
 from latent_evo.tasks.protocol import Task, missing_members
 
 
@@ -105,18 +106,10 @@ class FunctionTask:
         return self.spec.flatten(self.model.state_dict())
 
     def init_genomes(self, population: int, generator: torch.Generator | None = None) -> Tensor:
-        """Fresh initialisations: `reset_parameters()` of each submodule under a drawn seed."""
-        seeds = torch.randint(0, 2**62, (population,), generator=generator).tolist()
-        out = []
-        for s in seeds:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                m = copy.deepcopy(self.model).cpu()
-                for sub in m.modules():
-                    if hasattr(sub, "reset_parameters"):
-                        sub.reset_parameters()
-            out.append(self.spec.flatten(m.state_dict()))
-        return torch.stack(out).to(self.device)
+        """Fresh initialisations: the module's `reset_parameters()` (else each submodule's) under
+        a drawn seed."""
+        build = lambda: reinitialised(copy.deepcopy(self.model).cpu())  # noqa: E731
+        return seeded_genomes(self.spec, build, population, generator).to(self.device)
 
     def evaluate(self, genome: Tensor) -> dict[str, float]:
         """The training fitness, and with `test_data` the test metrics of a built-in task:
