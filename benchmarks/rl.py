@@ -297,6 +297,8 @@ def efficiency(
 
     spec = ENVS[env_id]
     methods = [f"ours:{s}" for s in OURS] + [f"evotorch:{s}" for s in PEERS]
+    if args.methods:
+        methods = [m for m in methods if m in args.methods.split(",")]
     out.update({"env": env_id, "popsize": args.popsize, "episodes": args.episodes,
                 "check_every": args.check_every, "time_cap": args.time_cap,
                 "max_generations": args.max_generations,
@@ -384,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--time-cap", type=float, default=300.0, help="seconds per efficiency run")
     p.add_argument("--ppo-seeds", default=None, help="default: --seeds")
     p.add_argument("--check-every", type=int, default=1, help="generations between test checks")
+    p.add_argument("--methods", default=None, help="efficiency subset, e.g. ours:pgpe")
     p.add_argument("--merge", action="store_true", help="keep the other sections of rl.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
