@@ -10,7 +10,7 @@ Sections (`--sections`, all by default):
               same genomes of the same policy (obs -> 32 tanh -> 32 tanh -> act, one flat
               vector in the same order, observation normalisation off on both sides so that
               one genome is one policy), interleaved, medians of repeats; plus the share of our
-              rollout spent in the policy forward (the task's vmapped forward and the env's
+              rollout spent in the policy forward (the task's population forward and the env's
               step wrapped with timers; the task itself is not edited).
   efficiency  training episodes until the held-out test return (100 seeds) reaches the
               threshold, checked every generation on the search distribution's centre and on
@@ -74,7 +74,7 @@ def _trained_centre(env_id: str, episodes_cap: int = 60) -> torch.Tensor | None:
 
 
 def _instrumented(task: Any, env: Any) -> tuple[dict[str, float], Any]:
-    """Wrap the task's vmapped policy forward and the env's step with timers (restored by the
+    """Wrap the task's population forward and the env's step with timers (restored by the
     returned undo)."""
     acc = {"forward": 0.0, "env_step": 0.0, "calls": 0}
     fwd, step = task._forward, env.step
@@ -177,14 +177,18 @@ def _side_by_side(
 
 
 def _forward_floor(task: Any, genomes: torch.Tensor, episodes: int, calls: int = 200) -> dict:
-    """Diagnosis of the forward share: the task's `vmap(functional_call)` forward vs the same
-    MLP as a hand-written chain of batched matmuls (`baddbmm` + tanh) on `(P, E, obs)`, in
-    microseconds per call (medians of 5 interleaved blocks of `calls` calls)."""
+    """Diagnosis of the forward share, microseconds per call on `(P, E, obs)` (medians of 5
+    interleaved blocks of `calls` calls): the task's own population forward, a
+    `vmap(functional_call)` of its policy module, and the same MLP hand-written as a chain of
+    `baddbmm` + tanh (the arithmetic without framework overhead)."""
+    from torch.func import functional_call, vmap
+
     P = genomes.shape[0]
     params = task.spec.unflatten(genomes)
     x = torch.randn(P, episodes, task.obs_dim, generator=torch.Generator().manual_seed(0))
     layers = [(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"].unsqueeze(1))
               for i in range(len(HIDDEN) + 1)]  # fmt: skip
+    vmapped = vmap(lambda p, o: functional_call(task.model, p, (o,)))
 
     def bmm() -> torch.Tensor:
         h = x
@@ -193,20 +197,22 @@ def _forward_floor(task: Any, genomes: torch.Tensor, episodes: int, calls: int =
             h = torch.tanh(h) if i < len(layers) - 1 else h
         return h
 
-    def vm() -> torch.Tensor:
-        return task._forward(params, x)
-
+    fns = {"task": lambda: task._forward(params, x), "vmap": lambda: vmapped(params, x), "bmm": bmm}
     with torch.no_grad():
-        same = bool(torch.allclose(vm(), bmm(), atol=1e-5)) if task.discrete else None
-        times: dict[str, list[float]] = {"vmap": [], "bmm": []}
+        same = bool(torch.allclose(fns["task"](), bmm(), atol=1e-5)) if task.discrete else None
+        times: dict[str, list[float]] = {k: [] for k in fns}
         for _ in range(5):
-            for name, fn in (("vmap", vm), ("bmm", bmm)):
+            for name, fn in fns.items():
                 t = time.perf_counter()
                 for _ in range(calls):
                     fn()
                 times[name].append(1e6 * (time.perf_counter() - t) / calls)
-    return {"us_vmap_forward": median(times["vmap"]), "us_bmm_forward": median(times["bmm"]),
-            "bmm_matches": same}  # fmt: skip
+    kind = (
+        getattr(getattr(task._forward, "func", None), "__name__", None) or "vmap(functional_call)"
+    )
+    return {"us_task_forward": median(times["task"]), "us_vmap_forward": median(times["vmap"]),
+            "us_bmm_forward": median(times["bmm"]), "bmm_matches": same,
+            "task_forward_kind": kind}  # fmt: skip
 
 
 def speed(
