@@ -129,6 +129,12 @@ def evolve_methods() -> dict[str, dict[str, Any]]:
         {
             "portfolio-val": {**default, "init": from_net, "validation": VALIDATION},
             "portfolio-val-prior": {**default, "validation": VALIDATION},
+            # the gate on the error rate (what is reported) instead of cross-entropy
+            "portfolio-val-error": {
+                **default,
+                "init": from_net,
+                "validation": {**VALIDATION, "metric": "error"},
+            },
             # diagnostic: a challenger wins on any mean improvement on validation (z 0)
             "portfolio-val-z0": {
                 **default,
@@ -233,6 +239,7 @@ LABELS = {
     "zoo-best-network": "best zoo network (bundled)",
     "portfolio-val": "default search + validation, from zoo best",
     "portfolio-val-prior": "default search + validation (256 prior samples)",
+    "portfolio-val-error": "default search + validation on the error rate, from zoo best",
     "portfolio-val-z0": "default search + validation z 0, from zoo best",
     "portfolio-val-small": "default search + validation, from zoo best, small direct steps",
     "portfolio-val-head": "default search + output-layer arm + validation, from zoo best",

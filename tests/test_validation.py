@@ -31,14 +31,14 @@ def good_network(tmp_path_factory):
     return path
 
 
-def _run(path, validation: bool, patience: int = 0, **extra) -> LatentEvolution:
+def _run(path, validation: bool, patience: int = 0, metric: str = "loss", **extra):
     cfg = {"mode": "direct", "seed": 0, "generations": 25, "eval_every": 0,
            "task": {"name": "mnist1d-mlp-tiny", "overrides": TEMPTING},
            "strategy": {"name": "openai_es", "popsize": 16,
                         "hparams": {"sigma_init": 0.05, "lr": 0.05}},
            "init": {"kind": "network", "path": str(path)},
            "validation": {"enabled": validation, "fraction": 0.2, "chunks": 8,
-                          "patience": patience}, **extra}  # fmt: skip
+                          "patience": patience, "metric": metric}, **extra}  # fmt: skip
     return LatentEvolution(cfg["task"]["name"], None, None, cfg)
 
 
@@ -86,3 +86,15 @@ def test_bad_validation_options_are_config_errors():
             "snes",
             {"generations": 2, "validation": {"enabled": True, "fraction": 1.5}},
         )
+
+
+def test_the_gate_can_compare_error_rates(good_network):
+    """`validation.metric: error`: the gate compares what is reported (accuracy), part by part,
+    and still never reports a network with a higher validation error than the start."""
+    run = _run(good_network, True, metric="error", generations=6)
+    run.initialize()
+    start = run.gate.loss  # the user's network's validation error rate
+    res = run.run()
+    assert 0 <= res.validation_loss <= start <= 1
+    again = run.task.validation_losses(run.gate.genome[None], 8, "error")  # (1, 8)
+    assert float(again.mean()) == pytest.approx(res.validation_loss)

@@ -94,7 +94,8 @@ class ValidationGate:
         """`genome (n,)` (training fitness `fitness`) replaces the reported network if it is
         better on validation by more than the noise; returns the evaluations spent (one: the
         challenger on the whole validation set; the reported network's losses are kept)."""
-        losses = sanitize_fitness(self.task.validation_losses(genome[None], self.cfg.chunks)[0])
+        losses = self.task.validation_losses(genome[None], self.cfg.chunks, self.cfg.metric)[0]
+        losses = sanitize_fitness(losses)  # (chunks,)
         if self.losses is None:
             won = bool(torch.isfinite(losses).all())
         else:

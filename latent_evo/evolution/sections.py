@@ -252,6 +252,9 @@ class ValidationConfig:
     z: float = 1.0
     #: stop when the reported network has not changed for this many generations (0: never)
     patience: int = 0
+    #: what the gate compares: the task's loss, or its error rate (classification: accuracy
+    #: can keep improving after cross-entropy flattens, and accuracy is what is reported)
+    metric: Literal["loss", "error"] = "loss"
 
 
 @dataclass

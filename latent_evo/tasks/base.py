@@ -229,14 +229,19 @@ class SupervisedTask:
         self.train_data = (full[0][perm[k:]], full[1][perm[k:]])
         self._fixed_batch = None
 
-    def validation_losses(self, genomes: torch.Tensor, chunks: int) -> torch.Tensor:
-        """`(P, n)` -> `(P, chunks)` mean loss on each of `chunks` contiguous parts of
-        `val_data` (see `ValidatedTask`)."""
+    def validation_losses(
+        self, genomes: torch.Tensor, chunks: int, metric: str = "loss"
+    ) -> torch.Tensor:
+        """`(P, n)` -> `(P, chunks)` mean loss (or error rate, `metric="error"`) on each of
+        `chunks` contiguous parts of `val_data` (see `ValidatedTask`)."""
         if self.val_data is None:
             raise ValueError(f"task {self.name!r}: no validation set; call hold_out first")
         x, y = self.val_data
-        parts = zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True)
+        parts = list(zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True))
         with torch.no_grad():
+            if metric == "error":
+                params = self.params(genomes)
+                return torch.stack([1 - self.metrics(params, p)["accuracy"] for p in parts], 1)
             return torch.stack([self.fitness_genomes(genomes, p) for p in parts], dim=1)
 
     # ---- chunking -----------------------------------------------------------------------------

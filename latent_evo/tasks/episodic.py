@@ -309,12 +309,15 @@ class EpisodicTask:
         gen = torch.Generator().manual_seed(self.seed)
         self.fixed_seeds = torch.randint(0, self.train_limit, (self.episodes,), generator=gen)
 
-    def validation_losses(self, genomes: Tensor, chunks: int) -> Tensor:
+    def validation_losses(self, genomes: Tensor, chunks: int, metric: str = "loss") -> Tensor:
         """`(P, n)` -> `(P, chunks)`: minus the mean return on each of `chunks` disjoint parts
         of the validation seeds, the same for every member, statistics frozen (as `evaluate`);
         counted as `validation_episodes` / `validation_env_steps`."""
         if self.val_seeds is None:
             raise ValueError(f"task {self.name!r}: no validation set; call hold_out first")
+        if metric != "loss":
+            raise ValueError(f"task {self.name!r}: validation metric {metric!r}; an episodic "
+                             "task validates on its return (metric: loss)")  # fmt: skip
         with torch.no_grad():
             returns, lengths = self.rollout(genomes, self.val_seeds)  # (P, V) each
         self._count["validation_episodes"] += returns.numel()

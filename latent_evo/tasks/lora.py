@@ -110,11 +110,14 @@ class LoRATask:
     def hold_out(self, fraction: float, seed: int) -> None:
         self.base_task.hold_out(fraction, seed)
 
-    def validation_losses(self, genomes: Tensor, chunks: int) -> Tensor:
-        """`(P, chunks)` losses of the adapters on the base task's validation parts."""
+    def validation_losses(self, genomes: Tensor, chunks: int, metric: str = "loss") -> Tensor:
+        """`(P, chunks)` losses (or error rates) of the adapters on the base task's validation
+        parts."""
         x, y = self.base_task.val_data
-        parts = zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True)
+        parts = list(zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True))
         with torch.no_grad():
+            if metric == "error":
+                return torch.stack([1 - self.metrics(genomes, p)["accuracy"] for p in parts], 1)
             return torch.stack([self.fitness_genomes(genomes, p) for p in parts], dim=1)
 
     def sample_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None):

@@ -81,8 +81,9 @@ class ValidatedTask(Task, Protocol):
         fitness never sees. Idempotent: a second call re-splits the original training data."""
         ...
 
-    def validation_losses(self, genomes: Tensor, chunks: int) -> Tensor:
-        """`(P, n)` genomes -> `(P, chunks)`: the loss on each of `chunks` disjoint parts of the
+    def validation_losses(self, genomes: Tensor, chunks: int, metric: str = "loss") -> Tensor:
+        """`(P, n)` genomes -> `(P, chunks)`: the loss (`metric="loss"`) or another lower-is-
+        better measure (`"error"`: error rate) on each of `chunks` disjoint parts of the
         validation set, the same parts for every member (a paired comparison)."""
         ...
 
