@@ -229,6 +229,9 @@ LABEL = {
     "ours:snes": "latent-evo SNES (direct)",
     "evotorch:pgpe": "EvoTorch PGPE (VecGymNE)",
     "evotorch:snes": "EvoTorch SNES (VecGymNE)",
+    # the same runs of ours continued under a longer cap (merged from a second run)
+    "ours:pgpe+": "latent-evo PGPE (direct), longer cap",
+    "ours:snes+": "latent-evo SNES (direct), longer cap",
 }
 
 
@@ -306,7 +309,14 @@ def plot(eff: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"ours:pgpe": "C0", "ours:snes": "C2", "evotorch:pgpe": "C3", "evotorch:snes": "C1"}
+    colors = {
+        "ours:pgpe": "C0",
+        "ours:snes": "C2",
+        "evotorch:pgpe": "C3",
+        "evotorch:snes": "C1",
+        "ours:pgpe+": "C9",
+        "ours:snes+": "C8",
+    }
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m, runs in eff["runs"].items():
         for k, res in enumerate(runs.values()):
@@ -400,8 +410,16 @@ def verdicts(res: dict[str, Any]) -> list[str]:
                     vals = [max(c["test_centre"] for c in r["curve"])
                             for mm, runs in eff["runs"].items() if mm.startswith(lib + ":")
                             for r in runs.values() if r["curve"]]  # fmt: skip
+                    ends = [r["curve"][-1]["episodes"]
+                            for mm, runs in eff["runs"].items() if mm.startswith(lib + ":")
+                            for r in runs.values() if r["curve"]]  # fmt: skip
                     if vals:
-                        rest += f"; {name}'s best centre: {max(vals):.0f}"
+                        rest += (f"; {name}'s best centre: {max(vals):.0f}, its runs ending at "
+                                 f"{min(ends):,} to {max(ends):,} episodes")  # fmt: skip
+                longer = eff.get("longer_cap")
+                if longer:
+                    rest += (f" (ours continued under a longer cap, {longer['time_cap']:g} s or "
+                             f"{longer['max_generations']} generations: the '+' rows)")  # fmt: skip
                 out.append(f"Sample efficiency, {env_id} to {eff['threshold']:g} ({crit}): "
                            f"{who} reached it within the caps ({eff.get('time_cap', '?')} s or "
                            f"{eff.get('max_generations', '?')} generations a run){rest}.")  # fmt: skip
