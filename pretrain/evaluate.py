@@ -103,8 +103,7 @@ def evaluate_compressor(
     `task` is a `Task` or a task name (default: the zoo's own task). With `out_dir`, writes
     `evaluation.json` and `retention.png` there. Returns a flat dict of numbers.
     """
-    from latent_evo.pretrain.data import open_zoo, zoo_task
-    from latent_evo.pretrain.data import check_compressor_spec
+    from latent_evo.pretrain.data import check_compressor_spec, open_zoo, zoo_task
 
     ds = open_zoo(zoo, split) if isinstance(zoo, str | Path) else zoo
     zoo_name = str(getattr(ds, "root", zoo))
