@@ -303,8 +303,8 @@ def efficiency(
 
     spec = ENVS[env_id]
     methods = [f"ours:{s}" for s in OURS] + [f"evotorch:{s}" for s in PEERS]
-    if args.methods:
-        methods = [m for m in methods if m in args.methods.split(",")]
+    if args.methods:  # a subset, or extra variants such as evotorch:pgpe@init
+        methods = args.methods.split(",")
     out.update({"env": env_id, "popsize": args.popsize, "episodes": args.episodes,
                 "check_every": args.check_every, "time_cap": args.time_cap,
                 "max_generations": args.max_generations,
@@ -325,8 +325,15 @@ def efficiency(
                       time_cap=args.time_cap, progress=show, check_every=args.check_every)  # fmt: skip
             if lib == "ours":
                 res = run_ours(algo, **kw)
-            else:
-                res = run_evotorch(algo, hidden=HIDDEN, discrete=spec["discrete"], **kw)
+            else:  # "pgpe@init": its centre starts at a PyTorch init of the policy, as ours
+                init = None
+                if algo.endswith("@init"):
+                    from latent_evo.tasks.episodic import EpisodicTask
+
+                    probe = EpisodicTask(env_id, hidden=HIDDEN, seed=seed)
+                    init = probe.init_genomes(1, torch.Generator().manual_seed(seed))[0]
+                res = run_evotorch(algo.split("@")[0], hidden=HIDDEN, discrete=spec["discrete"],
+                                   center_init=init, **kw)  # fmt: skip
             res["load"] = [load0, _load()]
             res["reached"] = _first(res["curve"], spec["threshold"])
             res["centre_reached"] = _first(res["curve"], spec["threshold"], centre=True)
