@@ -322,6 +322,8 @@ def plot(eff: dict, path: Path) -> None:
         "evotorch:snes": "C1",
         "ours:pgpe+": "C9",
         "ours:snes+": "C8",
+        "evotorch:pgpe@init": "C4",
+        "evotorch:snes@init": "C5",
     }
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m, runs in eff["runs"].items():
