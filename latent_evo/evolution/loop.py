@@ -89,16 +89,17 @@ class LatentEvolution(RunState):
         seed: int | None = None,
         fitness_fn: Callable | None = None,
     ):
-        if not isinstance(config, EvolveConfig):
+        # what the arguments resolve: a new config, validated once (the caller's stays as given)
+        changes: dict[str, Any] = {}
+        if isinstance(config, EvolveConfig):
+            cfg = config
+            if isinstance(strategy, str):
+                changes["strategy"] = dataclasses.replace(cfg.strategy, name=strategy)
+        else:
             d = dict(config or {})
             if isinstance(strategy, str):  # hparams are checked against the strategy they are for
                 d["strategy"] = {**(d.get("strategy") or {}), "name": strategy}
-            config = EvolveConfig.from_dict(d)
-        cfg = config
-        # what the arguments resolve: a new config, validated once (the caller's stays as given)
-        changes: dict[str, Any] = {}
-        if isinstance(strategy, str):
-            changes["strategy"] = dataclasses.replace(cfg.strategy, name=strategy)
+            cfg = EvolveConfig.from_dict(d)
         if seed is not None:
             changes["seed"] = int(seed)
         has_compressor = compressor is not None or cfg.compressor is not None

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,20 @@ def reinitialised(module: nn.Module) -> nn.Module:
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
     return module
+
+
+def chunked_losses(
+    task: Any, genomes: torch.Tensor, data: Batch, chunks: int, metric: str
+) -> torch.Tensor:
+    """`(P, chunks)`: `task`'s loss (`fitness_genomes`) or error rate (1 - `metrics` accuracy)
+    of `genomes (P, n)` on each of `chunks` contiguous parts of `data`, the same parts for all."""
+    x, y = data
+    parts = list(zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True))
+    with torch.no_grad():
+        if metric == "error":
+            params = task.params(genomes)
+            return torch.stack([1 - task.metrics(params, p)["accuracy"] for p in parts], dim=1)
+        return torch.stack([task.fitness_genomes(genomes, p) for p in parts], dim=1)
 
 
 def seeded_genomes(
@@ -236,13 +250,7 @@ class SupervisedTask:
         `chunks` contiguous parts of `val_data` (see `ValidatedTask`)."""
         if self.val_data is None:
             raise ValueError(f"task {self.name!r}: no validation set; call hold_out first")
-        x, y = self.val_data
-        parts = list(zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True))
-        with torch.no_grad():
-            if metric == "error":
-                params = self.params(genomes)
-                return torch.stack([1 - self.metrics(params, p)["accuracy"] for p in parts], 1)
-            return torch.stack([self.fitness_genomes(genomes, p) for p in parts], dim=1)
+        return chunked_losses(self, genomes, self.val_data, chunks, metric)
 
     # ---- chunking -----------------------------------------------------------------------------
     def activations_per_example(self) -> int:

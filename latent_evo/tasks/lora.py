@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from latent_evo.genome import GenomeSpec
 from latent_evo.models.lowrank import layer_dims, linear_layers, low_rank_population
+from latent_evo.tasks.base import chunked_losses
 from latent_evo.tasks.function import genome_to_module
 from latent_evo.tasks.protocol import MinibatchTask, Task
 
@@ -113,12 +114,7 @@ class LoRATask:
     def validation_losses(self, genomes: Tensor, chunks: int, metric: str = "loss") -> Tensor:
         """`(P, chunks)` losses (or error rates) of the adapters on the base task's validation
         parts."""
-        x, y = self.base_task.val_data
-        parts = list(zip(x.tensor_split(chunks), y.tensor_split(chunks), strict=True))
-        with torch.no_grad():
-            if metric == "error":
-                return torch.stack([1 - self.metrics(genomes, p)["accuracy"] for p in parts], 1)
-            return torch.stack([self.fitness_genomes(genomes, p) for p in parts], dim=1)
+        return chunked_losses(self, genomes, self.base_task.val_data, chunks, metric)
 
     def sample_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None):
         return self.base_task.sample_batch(generator, batch_size)
